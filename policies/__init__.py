@@ -1,0 +1,11 @@
+"""Policies shipped with vitabench (importable as ``vitabench.policies``).
+
+Add a policy: write one module with a factory ``make(**args) -> Policy`` (or a class) and add
+one line here, or, from another package, an entry point in the ``vitabench.policies`` group.
+"""
+
+#: name -> lazy ``module:attr`` factory taking the policy's arguments as keywords.
+BUILTIN_POLICIES: dict[str, str] = {
+    "zero": "vitabench.policies.baselines:ZeroPolicy",
+    "random": "vitabench.policies.baselines:RandomPolicy",
+}

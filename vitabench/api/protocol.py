@@ -1,0 +1,206 @@
+"""The evaluation protocol: every choice that moves a LIBERO success rate, written down and hashed."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from vitabench.api.errors import VitabenchError
+
+ImageOrientation = Literal["raw", "rot180"]
+SeedRule = Literal["fixed", "per_episode"]
+SuccessRule = Literal["first_success", "success_at_end"]
+
+#: The suites a protocol must give a step limit for (``libero_10`` is an alias of ``libero_long``).
+LIBERO_SUITES: tuple[str, ...] = (
+    "libero_spatial",
+    "libero_object",
+    "libero_goal",
+    "libero_long",
+    "libero_90",
+)
+
+
+class ProtocolError(VitabenchError, ValueError):
+    """A protocol file or field that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A versioned, hashable evaluation protocol.
+
+    ``max_steps`` maps suite name to the step limit; the settle steps run before the policy acts
+    and do not count toward it. ``seed_rule="fixed"`` gives every episode ``seed``;
+    ``"per_episode"`` derives a seed from ``seed`` and the episode's identity, never from its
+    position in a run. Episode ``k`` of a task uses init state ``init_state_ids[k % len]``.
+    """
+
+    name: str
+    version: str
+    description: str
+    max_steps: Mapping[str, int]
+    settle_steps: int
+    settle_action: tuple[float, ...]
+    cameras: tuple[str, ...]
+    resolution: int
+    image_orientation: ImageOrientation
+    seed: int
+    seed_rule: SeedRule
+    init_state_ids: tuple[int, ...]
+    episodes_per_task: int
+    success_rule: SuccessRule
+    control_freq: int = 20
+    simulator: Mapping[str, str] = field(default_factory=dict)
+    derived_from: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.settle_action) != 7:
+            problems.append(f"settle_action has {len(self.settle_action)} values, expected 7")
+        if self.settle_steps < 0:
+            problems.append(f"settle_steps={self.settle_steps} must be >= 0")
+        if self.resolution <= 0:
+            problems.append(f"resolution={self.resolution} must be > 0")
+        if self.image_orientation not in ("raw", "rot180"):
+            problems.append(f"image_orientation={self.image_orientation!r}, accepted: raw, rot180")
+        if self.seed_rule not in ("fixed", "per_episode"):
+            problems.append(f"seed_rule={self.seed_rule!r}, accepted: fixed, per_episode")
+        if self.success_rule not in ("first_success", "success_at_end"):
+            problems.append(
+                f"success_rule={self.success_rule!r}, accepted: first_success, success_at_end"
+            )
+        if not self.init_state_ids:
+            problems.append("init_state_ids is empty")
+        if self.episodes_per_task <= 0:
+            problems.append(f"episodes_per_task={self.episodes_per_task} must be > 0")
+        for suite, steps in self.max_steps.items():
+            if not isinstance(steps, int) or steps <= 0:
+                problems.append(f"max_steps[{suite}]={steps!r} must be a positive integer")
+        if problems:
+            raise ProtocolError(f"protocol {self.name!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form; the inverse of :meth:`from_dict`."""
+        data = dataclasses.asdict(self)
+        data["max_steps"] = dict(sorted(self.max_steps.items()))
+        data["simulator"] = dict(sorted(self.simulator.items()))
+        data["settle_action"] = [float(a) for a in self.settle_action]
+        data["cameras"] = list(self.cameras)
+        data["init_state_ids"] = list(self.init_state_ids)
+        return data
+
+    @property
+    def hash(self) -> str:
+        """Content hash over every field: equal across processes, different for any change."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def ref(self) -> str:
+        """``name@version#hash``, the stamp put on every record."""
+        return f"{self.name}@{self.version}#{self.hash}"
+
+    def steps_for(self, suite: str) -> int:
+        """The step limit of ``suite`` (aliases resolved by the caller)."""
+        try:
+            return self.max_steps[suite]
+        except KeyError:
+            raise ProtocolError(
+                f"protocol {self.name!r} sets no max_steps for suite {suite!r}; "
+                f"it covers: {', '.join(sorted(self.max_steps))}"
+            ) from None
+
+    def with_max_steps(self, steps: int) -> Protocol:
+        """A derived protocol with every suite's limit set to ``steps`` (its own name and hash)."""
+        if steps <= 0:
+            raise ProtocolError(f"--max-steps {steps}: must be a positive integer")
+        return dataclasses.replace(
+            self,
+            name=f"{self.name}+max_steps={steps}",
+            max_steps={suite: steps for suite in self.max_steps},
+            derived_from=self.ref,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Protocol:
+        """Build from a mapping (a parsed TOML or JSON file); unknown or missing keys are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ProtocolError(
+                f"{source}: unknown protocol field(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(names))}"
+            )
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise ProtocolError(f"{source}: missing protocol field(s) {', '.join(missing)}")
+        values = dict(data)
+        values["max_steps"] = dict(values["max_steps"])
+        values["settle_action"] = tuple(float(a) for a in values["settle_action"])
+        values["cameras"] = tuple(values["cameras"])
+        values["init_state_ids"] = _parse_ids(values["init_state_ids"], source)
+        values["simulator"] = dict(values.get("simulator", {}))
+        values["version"] = str(values["version"])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Protocol:
+        """Load a TOML (or JSON) protocol file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ProtocolError(f"protocol file {str(path)!r} cannot be read: {exc.strerror}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ProtocolError(f"protocol file {str(path)!r} is not valid: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _parse_ids(value: Any, source: str) -> tuple[int, ...]:
+    """Accept a list of ints or a ``"start-end"`` inclusive range string."""
+    if isinstance(value, str):
+        try:
+            start, end = (int(part) for part in value.split("-"))
+        except ValueError:
+            raise ProtocolError(
+                f"{source}: init_state_ids={value!r}; accepted: a list of ints or 'START-END'"
+            ) from None
+        return tuple(range(start, end + 1))
+    return tuple(int(v) for v in value)
+
+
+def presets_dir() -> Path:
+    """The folder of protocol presets shipped in ``vitabench.suites``."""
+    return Path(str(resources.files("vitabench.suites") / "protocols"))
+
+
+def preset_names() -> list[str]:
+    """Names of the protocol presets shipped with vitabench."""
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def load_protocol(name_or_path: str) -> Protocol:
+    """A preset by name, or a protocol file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".toml", ".json") or path.exists():
+        return Protocol.from_file(path)
+    preset = presets_dir() / f"{name_or_path}.toml"
+    if not preset.exists():
+        raise ProtocolError(
+            f"unknown protocol {name_or_path!r}; presets: {', '.join(preset_names())} "
+            "(or give a path to a .toml file)"
+        )
+    return Protocol.from_file(preset)

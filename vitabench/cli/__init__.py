@@ -1,0 +1,34 @@
+"""The ``vitabench`` command line: one module per command group, heavy imports inside commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from vitabench.api.errors import VitabenchError
+from vitabench.cli import listing
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Benchmark vision-language-action policies on LIBERO and real robots.",
+)
+app.add_typer(listing.app, name="list")
+
+
+def main() -> None:
+    """Console entry point: a :class:`VitabenchError` prints one line and exits 2."""
+    try:
+        result = app(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except VitabenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(result if isinstance(result, int) else 0)
