@@ -2,8 +2,9 @@
 
 Observations are dicts produced by a suite's environment::
 
-    {"images": {camera: uint8[H, W, 3]}, "state": {key: float32[...]},
-     "instruction": str, "privileged": {...}  # only when the spec asks for it}
+    {"images": {camera: uint8[H, W, 3]},  # absent when the policy asks for no camera
+     "state": {key: float32[...]}, "instruction": str,
+     "privileged": {...}}                  # only when the spec asks for it
 
 ``act`` takes a batch of observations (one per environment slot) and returns a float32
 array ``[B, chunk, 7]`` of actions in ``[-1, 1]`` (delta end-effector pose + gripper).

@@ -1,0 +1,231 @@
+"""A LIBERO task under a protocol, as a Gymnasium environment.
+
+One environment = one (suite task, protocol). ``reset(options={"init_state": i})`` restores
+init state ``i`` on a freshly reset simulation, then runs the protocol's settle steps, which do
+not count toward the step limit. Cameras are created and rendered only when asked for.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import ACTION_DIM, STATE_KEYS
+from vitabench.api.protocol import Protocol
+from vitabench.api.suite import Task
+from vitabench.envs.rendering import ensure_gl_backend, rendering_error
+
+#: LIBERO's camera names (agentview = third person, robot0_eye_in_hand = wrist).
+LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
+
+_STATE_SHAPES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
+
+
+def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:
+    """Axis-angle (rotation vector) of a unit quaternion in robosuite's ``xyzw`` order."""
+    quat = np.asarray(quat, dtype=np.float64)
+    w = float(np.clip(quat[3], -1.0, 1.0))
+    sin_half = np.sqrt(max(1.0 - w * w, 0.0))
+    if sin_half < 1e-8:
+        return np.zeros(3, dtype=np.float32)
+    return (quat[:3] / sin_half * 2.0 * np.arccos(w)).astype(np.float32)
+
+
+def orient(image: np.ndarray, orientation: str) -> np.ndarray:
+    """Apply a protocol's image orientation to a raw simulator image (exactly once)."""
+    if orientation == "rot180":
+        return np.ascontiguousarray(image[::-1, ::-1])
+    return image
+
+
+class LiberoEnv(gym.Env):
+    """A LIBERO task as a Gymnasium env: ``Box(-1, 1, (7,))`` actions, dict observations."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task: Task,
+        protocol: Protocol,
+        *,
+        cameras: tuple[str, ...] = (),
+        resolution: int | None = None,
+        state_keys: tuple[str, ...] = STATE_KEYS,
+        privileged: bool = False,
+        max_steps: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        unknown = sorted(set(cameras) - set(LIBERO_CAMERAS))
+        if unknown:
+            raise VitabenchError(f"unknown camera(s) {', '.join(unknown)}; accepted: {', '.join(LIBERO_CAMERAS)}")
+        bad_keys = sorted(set(state_keys) - set(STATE_KEYS))
+        if bad_keys:
+            raise VitabenchError(f"unknown state key(s) {', '.join(bad_keys)}; accepted: {', '.join(STATE_KEYS)}")
+        if render_mode is not None and (render_mode != "rgb_array" or not cameras):
+            raise VitabenchError(f"render_mode={render_mode!r} needs cameras; accepted: None, 'rgb_array' with cameras")
+        self.task = task
+        self.protocol = protocol
+        self.cameras = tuple(cameras)
+        self.resolution = resolution or protocol.resolution
+        self.state_keys = tuple(state_keys)
+        self.privileged = privileged
+        self.max_steps = max_steps or protocol.steps_for(task.suite)
+        self.render_mode = render_mode
+        self._init_states: np.ndarray | None = None
+        self._env = self._make_sim()
+        self._steps = 0
+        self._success = False
+        self._last_obs: dict[str, Any] | None = None
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
+        self.observation_space = self._observation_space()
+
+    # -- construction -------------------------------------------------------------------------
+    def _make_sim(self) -> Any:
+        ensure_gl_backend()
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        rendering = bool(self.cameras)
+        try:
+            return ControlEnv(
+                bddl_file_name=self.task.source["bddl_file"],
+                use_camera_obs=rendering,
+                has_offscreen_renderer=rendering,
+                camera_names=list(self.cameras),
+                camera_heights=self.resolution,
+                camera_widths=self.resolution,
+                control_freq=self.protocol.control_freq,
+                horizon=self.max_steps + self.protocol.settle_steps + 1,
+                ignore_done=True,
+                hard_reset=False,
+            )
+        except Exception as exc:  # a GL failure surfaces from deep inside robosuite/mujoco
+            if rendering and any(s in str(exc).lower() for s in ("egl", "gl", "osmesa", "display", "render")):
+                raise rendering_error(exc) from exc
+            raise
+
+    def _observation_space(self) -> gym.spaces.Dict:
+        res = self.resolution
+        spaces: dict[str, gym.Space] = {
+            "state": gym.spaces.Dict(
+                {k: gym.spaces.Box(-np.inf, np.inf, (_STATE_SHAPES[k],), dtype=np.float32) for k in self.state_keys}
+            ),
+            "instruction": gym.spaces.Text(max_length=1024, charset=string.printable),
+        }
+        if self.cameras:  # gymnasium forbids empty Dict spaces: no cameras, no "images" key
+            spaces["images"] = gym.spaces.Dict(
+                {cam: gym.spaces.Box(0, 255, (res, res, 3), dtype=np.uint8) for cam in self.cameras}
+            )
+        if self.privileged:
+            from vitabench.envs.privileged import privileged_state
+
+            spaces["privileged"] = _space_like(privileged_state(self._env))
+        return gym.spaces.Dict(spaces)
+
+    @property
+    def init_states(self) -> np.ndarray:
+        """The task's official init states, loaded once."""
+        if self._init_states is None:
+            from vitabench.suites.libero import load_init_states
+
+            self._init_states = load_init_states(self.task)
+        return self._init_states
+
+    @property
+    def sim_env(self) -> Any:
+        """The underlying LIBERO ``ControlEnv`` (for experts and diagnostics, not for policies)."""
+        return self._env
+
+    # -- gymnasium api ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        options = options or {}
+        index = int(options.get("init_state", 0))
+        if not 0 <= index < len(self.init_states):
+            raise VitabenchError(
+                f"init_state={index} for task {self.task.task_id} of {self.task.suite}; "
+                f"accepted: 0-{len(self.init_states) - 1}"
+            )
+        if seed is not None:
+            self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
+        self._env.reset()
+        self._reset_gripper_state()
+        raw = self._env.set_init_state(self.init_states[index])
+        settle = np.asarray(self.protocol.settle_action, dtype=np.float64)
+        for _ in range(self.protocol.settle_steps):
+            raw, _, _, _ = self._env.step(settle)
+        self._steps = 0
+        self._success = bool(self._env.check_success())
+        obs = self._observation(raw)
+        return obs, {"success": self._success, "steps": 0, "init_state": index}
+
+    def _reset_gripper_state(self) -> None:
+        """Clear the grippers' internal command state, which robosuite's soft reset keeps.
+
+        Without this, an episode's first gripper commands depend on how the previous episode
+        ended (the fixture drift of openvla#342): a reused env would not match a fresh one.
+        """
+        for robot in self._env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
+            raise VitabenchError(f"action {action.tolist()} must be {ACTION_DIM} finite values in [-1, 1]")
+        raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        self._steps += 1
+        success_now = bool(self._env.check_success())
+        if self.protocol.success_rule == "first_success":
+            self._success = self._success or success_now
+            terminated = self._success
+        else:  # success_at_end
+            self._success = success_now
+            terminated = False
+        truncated = not terminated and self._steps >= self.max_steps
+        obs = self._observation(raw)
+        info = {"success": self._success, "steps": self._steps}
+        return obs, float(success_now), terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array" or self._last_obs is None:
+            return None
+        return self._last_obs["images"][self.cameras[0]]
+
+    def close(self) -> None:
+        if getattr(self, "_env", None) is not None:
+            self._env.close()
+            self._env = None
+
+    # -- observations -------------------------------------------------------------------------
+    def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+        quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float32)
+        full_state = {
+            "ee_pos": np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
+            "ee_axis_angle": quat_xyzw_to_axis_angle(quat),
+            "ee_quat": quat,
+            "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
+            "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
+        }
+        obs: dict[str, Any] = {
+            "state": {k: full_state[k] for k in self.state_keys},
+            "instruction": self.task.instruction,
+        }
+        if self.cameras:
+            obs["images"] = {cam: orient(raw[f"{cam}_image"], self.protocol.image_orientation) for cam in self.cameras}
+        if self.privileged:
+            from vitabench.envs.privileged import privileged_state
+
+            obs["privileged"] = privileged_state(self._env)
+        self._last_obs = obs
+        return obs
+
+
+def _space_like(value: Any) -> gym.Space:
+    """A permissive space matching a nested dict of float arrays (for privileged state)."""
+    if isinstance(value, dict):
+        return gym.spaces.Dict({k: _space_like(v) for k, v in value.items()})
+    array = np.asarray(value, dtype=np.float32)
+    return gym.spaces.Box(-np.inf, np.inf, array.shape, dtype=np.float32)
