@@ -8,4 +8,5 @@ one line here, or, from another package, an entry point in the ``vitabench.polic
 BUILTIN_POLICIES: dict[str, str] = {
     "zero": "vitabench.policies.baselines:ZeroPolicy",
     "random": "vitabench.policies.baselines:RandomPolicy",
+    "remote": "vitabench.policies.remote:RemotePolicy",
 }

@@ -9,6 +9,7 @@ import typer
 
 from vitabench.api.errors import VitabenchError
 from vitabench.cli import listing
+from vitabench.cli import serve as serve_command
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +18,7 @@ app = typer.Typer(
     help="Benchmark vision-language-action policies on LIBERO and real robots.",
 )
 app.add_typer(listing.app, name="list")
+app.command("serve")(serve_command.serve)
 
 
 def main() -> None:

@@ -1,0 +1,309 @@
+"""`vitabench serve` and the `remote` policy: real servers in subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import websockets.sync.client
+from openpi_client import msgpack_numpy
+from openpi_client.websocket_client_policy import WebsocketClientPolicy
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import BasePolicy, PolicySpec
+from vitabench.api.suite import Task
+from vitabench.registry import make_policy
+
+TESTS_DIR = Path(__file__).resolve().parent
+TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the plate", n_init_states=1)
+
+# Runs the real CLI in a subprocess, with the test-only `echo` policy registered first.
+BOOT_CLI = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.registry import POLICIES; "
+    "POLICIES.register('echo', 'test_serving:EchoPolicy'); from vitabench.cli import main; main()"
+)
+BOOT_OPENPI = "import sys; sys.path.insert(0, sys.argv[1]); import test_serving; test_serving.run_openpi_like_server()"
+
+
+class EchoPolicy(BasePolicy):
+    """A policy whose actions report what it saw: image means, state, calls since reset, seed."""
+
+    def __init__(self, chunk: int = 2, delay: float = 0.0) -> None:
+        self.spec = PolicySpec(cameras=("agentview", "robot0_eye_in_hand"), chunk=chunk)
+        self.delay = delay
+        self.calls: dict[int, int] = {}
+        self.seeds: dict[int, int | None] = {}
+
+    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
+        self.calls[slot] = 0
+        self.seeds[slot] = seed
+
+    def act(self, observations, slots=None):
+        time.sleep(self.delay)
+        slots = list(range(len(observations))) if slots is None else list(slots)
+        out = np.zeros((len(slots), self.spec.chunk, 7), dtype=np.float32)
+        for row, (slot, obs) in enumerate(zip(slots, observations)):
+            seed = self.seeds.get(slot)
+            out[row, :, 0] = obs["images"]["agentview"].mean()
+            out[row, :, 1] = obs["images"]["robot0_eye_in_hand"].mean()
+            out[row, :, 2] = obs["state"]["ee_pos"][0]
+            out[row, :, 3] = self.calls.get(slot, -1)
+            out[row, :, 4] = -1 if seed is None else seed
+            out[row, :, 5] = len(obs["instruction"])
+            out[row, :, 6] = np.arange(self.spec.chunk)
+            self.calls[slot] = self.calls.get(slot, 0) + 1
+        return out
+
+
+def observation(value: int = 10, ee_x: float = 0.25, instruction: str = "put the bowl on the plate") -> dict:
+    return {
+        "images": {
+            "agentview": np.full((16, 16, 3), value, np.uint8),
+            "robot0_eye_in_hand": np.full((16, 16, 3), value + 1, np.uint8),
+        },
+        "state": {
+            "ee_pos": np.array([ee_x, 0.0, 1.0], np.float32),
+            "ee_axis_angle": np.array([0.1, 0.2, 0.3], np.float32),
+            "gripper_qpos": np.array([0.04, -0.04], np.float32),
+        },
+        "instruction": instruction,
+    }
+
+
+def run_openpi_like_server() -> None:
+    """A server in openpi's convention that is not vitabench: metadata without ``server``; each
+    reply's [10, 8] actions encode what arrived (image sizes, state, prompt)."""
+    from websockets.asyncio.server import serve
+
+    async def handler(connection) -> None:
+        packer = msgpack_numpy.Packer()
+        await connection.send(packer.pack({"env": "libero"}))
+        async for message in connection:
+            obs = msgpack_numpy.unpackb(message)
+            actions = np.zeros((10, 8), np.float32)
+            actions[:, 0] = obs["observation/image"].shape[0]
+            actions[:, 1] = obs["observation/wrist_image"].shape[1]
+            actions[:, 2] = obs["observation/state"].size
+            actions[:, 3] = obs["observation/state"][0]
+            actions[:, 4] = len(obs["prompt"])
+            actions[:, 5] = obs["observation/image"].dtype == np.uint8
+            actions[:, 6] = np.arange(10)
+            actions[:, 7] = 99.0
+            await connection.send(packer.pack({"actions": actions, "server_timing": {"infer_ms": 0.1}}))
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
+            print(f"serving openpi-like on ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start(boot: str, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", boot, str(TESTS_DIR), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    if not line.startswith("serving"):
+        proc.kill()
+        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
+    return proc, line.split(" on ")[-1].strip()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[str]:
+    proc, url = start(BOOT_CLI, "serve", "--policy", "echo", "--policy-arg", "chunk=3", "--port", "0",
+                      "--max-message-bytes", "20000")
+    yield url
+    stop(proc)
+
+
+def test_plain_openpi_client_drives_the_server(echo_server):
+    client = WebsocketClientPolicy(host=echo_server)
+    metadata = client.get_server_metadata()
+    assert metadata["server"] == "vitabench" and metadata["policy"] == "echo"
+    assert metadata["policy_args"] == {"chunk": 3} and metadata["spec"]["chunk"] == 3
+    assert metadata["spec"]["cameras"] == ["agentview", "robot0_eye_in_hand"]
+
+    # a vitabench observation through plain infer: slot 0 of this client, reset implicitly (seed None)
+    first = client.infer(observation(value=10, ee_x=0.25))["actions"]
+    assert first.shape == (3, 7) and first.dtype == np.float32
+    np.testing.assert_allclose(first[0], [10, 11, 0.25, 0, -1, 25, 0])
+    np.testing.assert_allclose(first[:, 6], [0, 1, 2])
+    assert client.infer(observation())["actions"][0, 3] == 1  # second call since the reset
+
+    # openpi's LIBERO keys are mapped to the policy's cameras and state keys
+    state = np.array([0.5, 0, 1, 0.1, 0.2, 0.3, 0.04, -0.04], np.float32)
+    openpi_obs = {
+        "observation/image": np.full((8, 8, 3), 40, np.uint8),
+        "observation/wrist_image": np.full((8, 8, 3), 50, np.uint8),
+        "observation/state": state,
+        "prompt": "open the drawer",  # a new instruction: a new implicit reset
+    }
+    np.testing.assert_allclose(client.infer(openpi_obs)["actions"][0], [40, 50, 0.5, 0, -1, 15, 0])
+    with pytest.raises(RuntimeError, match="observation/state has 3 values; accepted: 8"):
+        client.infer({**openpi_obs, "observation/state": state[:3]})
+    # the connection survives the error
+    assert client.infer(openpi_obs)["actions"][0, 3] == 1
+
+
+def test_malformed_and_oversized_messages_get_error_frames(echo_server):
+    packer = msgpack_numpy.Packer()
+    with websockets.sync.client.connect(echo_server, compression=None, proxy=None, max_size=None) as ws:
+        ws.recv(timeout=5)  # metadata
+        ws.send(b"\xc1\x00garbage")
+        assert ws.recv(timeout=5).startswith("error: malformed message, not msgpack")
+        ws.send("a text frame")
+        assert ws.recv(timeout=5).startswith("error: text message; accepted: binary msgpack maps")
+        ws.send(packer.pack([1, 2, 3]))
+        assert ws.recv(timeout=5) == "error: malformed message: a msgpack list; accepted: a map"
+        ws.send(packer.pack({"vitabench/act": {"observations": [{"images": {}}]}}))
+        assert "lacks image(s) agentview, robot0_eye_in_hand" in ws.recv(timeout=5)
+        ws.send(packer.pack({"blob": np.zeros(30000, np.uint8)}))
+        reply = ws.recv(timeout=5)
+        assert isinstance(reply, str) and "exceeds the server limit of 20000 bytes" in reply
+        # the same connection still works after every error
+        ws.send(packer.pack(observation()))
+        assert msgpack_numpy.unpackb(ws.recv(timeout=5))["actions"].shape == (3, 7)
+
+    # beyond twice the limit the websocket layer closes that connection (1009); others are served
+    with websockets.sync.client.connect(echo_server, compression=None, proxy=None, max_size=None) as ws:
+        ws.recv(timeout=5)
+        ws.send(packer.pack({"blob": np.zeros(100_000, np.uint8)}))
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd.code == 1009
+    other = WebsocketClientPolicy(host=echo_server)
+    assert other.infer(observation())["actions"].shape == (3, 7)
+
+
+def test_remote_resets_and_batches_through_a_vitabench_server(echo_server):
+    remote = make_policy("remote", url=echo_server)
+    assert remote.is_vitabench and remote.spec.chunk == 3
+    assert remote.spec.cameras == ("agentview", "robot0_eye_in_hand")
+    remote.reset(TASK, slot=0, seed=7)
+    remote.reset(TASK, slot=5, seed=9)
+    actions = remote.act([observation(1), observation(2)], [0, 5])
+    assert actions.shape == (2, 3, 7)
+    np.testing.assert_allclose(actions[:, 0, [0, 3, 4]], [[1, 0, 7], [2, 0, 9]])
+    # a second client's slot 0 is its own: not the first client's slot 0
+    second = make_policy("remote", url=echo_server)
+    second.reset(TASK, slot=0, seed=3)
+    assert second.act([observation()], [0])[0, 0, 3] == 0
+    assert remote.act([observation()], [0])[0, 0, 3] == 1
+    remote.close()
+    second.close()
+
+
+def test_random_policy_in_process_and_remote_give_identical_actions():
+    proc, url = start(BOOT_CLI, "serve", "--policy", "random", "--policy-arg", "chunk=4", "--port", "0")
+    try:
+        local = make_policy("random", chunk=4)
+        remote = make_policy("remote", url=url)
+        for policy in (local, remote):
+            for slot, seed in ((0, 11), (1, 12), (2, 13)):
+                policy.reset(TASK, slot=slot, seed=seed)
+        for _ in range(3):
+            np.testing.assert_array_equal(remote.act([{}] * 3, [0, 1, 2]), local.act([{}] * 3, [0, 1, 2]))
+        remote.close()
+    finally:
+        stop(proc)
+
+
+def test_remote_against_an_openpi_style_server_maps_libero_keys():
+    proc, url = start(BOOT_OPENPI)
+    try:
+        remote = make_policy("remote", url=url)
+        assert not remote.is_vitabench
+        assert remote.spec.cameras == ("agentview", "robot0_eye_in_hand")
+        remote.reset(TASK)
+        actions = remote.act([observation(ee_x=0.5), observation(ee_x=0.75)], [0, 1])
+        # chunk of 10 kept, 8 action dims cut to 7; images resized with padding to 224
+        assert actions.shape == (2, 10, 7)
+        np.testing.assert_allclose(actions[:, 0, :6], [[224, 224, 8, 0.5, 25, 1], [224, 224, 8, 0.75, 25, 1]])
+        native = make_policy("remote", url=url, resize=0, chunk=10)
+        assert native.spec.chunk == 10
+        assert native.act([observation()])[0, 0, 0] == 16
+    finally:
+        stop(proc)
+
+
+def test_dead_or_unreachable_server_raises_a_clear_error():
+    proc, url = start(BOOT_CLI, "serve", "--policy", "echo", "--port", "0")
+    remote = make_policy("remote", url=url, connect_timeout=2)
+    remote.reset(TASK)
+    assert remote.act([observation()]).shape == (1, 2, 7)
+    proc.kill()
+    proc.wait()
+    with pytest.raises(VitabenchError, match=f"policy server {url} failed: the connection closed"):
+        remote.act([observation()])
+    with pytest.raises(VitabenchError, match="no connection to policy server"):
+        remote.act([observation()])
+    started = time.monotonic()
+    with pytest.raises(VitabenchError, match=f"cannot reach policy server {url}: connection refused"):
+        remote.reset(TASK)
+    with pytest.raises(VitabenchError, match="cannot reach policy server"):
+        make_policy("remote", url=url)
+    assert time.monotonic() - started < 5
+    with pytest.raises(VitabenchError, match="accepted: ws://HOST:PORT"):
+        make_policy("remote", url="http://localhost:1")
+
+
+def test_slow_server_reply_is_bounded_by_timeout():
+    proc, url = start(BOOT_CLI, "serve", "--policy", "echo", "--policy-arg", "delay=3", "--port", "0")
+    try:
+        remote = make_policy("remote", url=url, timeout=0.5)
+        remote.reset(TASK)
+        started = time.monotonic()
+        with pytest.raises(VitabenchError, match="no answer within the time limit"):
+            remote.act([observation()])
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop(proc)
+
+
+def test_busy_port_is_one_clear_error_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "vitabench"), "serve", "--policy", "zero", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
+    assert "address already in use" in lines[0].lower() and "--port" in lines[0]
+
+
+def test_health_check_answers_like_openpi(echo_server):
+    import urllib.request
+
+    http_url = echo_server.replace("ws://", "http://") + "/healthz"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(http_url, timeout=5) as response:
+        assert response.status == 200
