@@ -8,5 +8,6 @@ one line here, or, from another package, an entry point in the ``vitabench.polic
 BUILTIN_POLICIES: dict[str, str] = {
     "zero": "vitabench.policies.baselines:ZeroPolicy",
     "random": "vitabench.policies.baselines:RandomPolicy",
+    "replay": "vitabench.policies.replay:ReplayPolicy",
     "remote": "vitabench.policies.remote:RemotePolicy",
 }
