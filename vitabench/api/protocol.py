@@ -127,6 +127,12 @@ class Protocol:
             derived_from=self.ref,
         )
 
+    def with_seed(self, seed: int) -> Protocol:
+        """A derived protocol with base seed ``seed`` (its own name and hash)."""
+        if seed < 0:
+            raise ProtocolError(f"--seed {seed}: must be a non-negative integer")
+        return dataclasses.replace(self, name=f"{self.name}+seed={seed}", seed=seed, derived_from=self.ref)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Protocol:
         """Build from a mapping (a parsed TOML or JSON file); unknown or missing keys are errors."""

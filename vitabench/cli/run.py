@@ -1,0 +1,99 @@
+"""``vitabench run``: evaluate a policy on a suite; resumable, parallel, every episode recorded.
+
+Exit codes: 0 every episode ``ok``; 2 bad input (nothing written); 3 the run finished but some
+episodes errored (their records say why; ``--resume`` retries them); 130 interrupted (the
+records written so far are complete; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vitabench.cli.common import CliError
+
+EXIT_EPISODES_ERRORED = 3
+
+
+def parse_tasks(text: str | None) -> list[int] | None:
+    """``"0,3"`` or ``"0-4,7"`` -> task ids; ``None`` means every task."""
+    if text is None:
+        return None
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            start, sep, end = part.strip().partition("-")
+            ids.extend(range(int(start), int(end) + 1) if sep else [int(start)])
+    except ValueError:
+        raise CliError(f"--tasks {text!r}; accepted: comma-separated task ids or ranges, e.g. 0,3 or 0-4") from None
+    if not ids or len(set(ids)) != len(ids):
+        raise CliError(f"--tasks {text!r}: give each task id once")
+    return ids
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(
+    policy: str = typer.Option(..., "--policy", help="Registered policy name (vitabench list policies)."),
+    policy_arg: list[str] = typer.Option([], "--policy-arg", help="KEY=VALUE policy argument (JSON value or string); repeatable."),
+    policy_config: Optional[Path] = typer.Option(None, "--policy-config", help="TOML or JSON file of policy arguments (--policy-arg overrides)."),
+    suite: str = typer.Option(..., "--suite", help="Suite name (vitabench list suites)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Task ids, e.g. 0,3 or 0-4 (default: all)."),
+    episodes_per_task: Optional[int] = typer.Option(None, "--episodes-per-task", help="Default: the protocol's."),
+    protocol: str = typer.Option("standard", "--protocol", help="Protocol preset name or .toml/.json file."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
+    workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<policy>-<suite>-<UTC time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out: run missing and errored episodes."),
+    video: str = typer.Option("none", "--video", help="none | failures | sample:K | all."),
+    step_timeout: float = typer.Option(60.0, "--step-timeout", help="Seconds a worker may take per step before it is replaced."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name of this run in reports."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print only the final summary."),
+) -> None:
+    """Evaluate POLICY on SUITE; records go to OUT/episodes.jsonl as each episode ends."""
+    from vitabench.cli.policy_options import parse_policy_args
+    from vitabench.runner import errored_records, run_evaluation
+
+    args = parse_policy_args(policy_arg, policy_config)
+    task_ids = parse_tasks(tasks)
+    if out is None:
+        if resume:
+            raise CliError("--resume needs --out DIR (the run directory to continue)")
+        out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        run_dir = run_evaluation(
+            policy,
+            args,
+            suite,
+            tasks=task_ids,
+            episodes_per_task=episodes_per_task,
+            protocol=protocol,
+            max_steps=max_steps,
+            seed=seed,
+            workers=workers,
+            out=out,
+            resume=resume,
+            video=video,
+            quiet=quiet,
+            label=label,
+            step_timeout=step_timeout,
+            argv=sys.argv,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    errors = errored_records(run_dir)
+    if errors:
+        raise CliError(
+            f"{len(errors)} episode(s) errored (first: {errors[0].episode_id}: {errors[0].error}); "
+            f"see {run_dir / 'episodes.jsonl'}, retry with --resume --out {run_dir}",
+            exit_code=EXIT_EPISODES_ERRORED,
+        )

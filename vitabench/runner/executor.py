@@ -1,0 +1,300 @@
+"""Executors: where episodes run. They schedule, step and report; they never decide outcomes.
+
+An :class:`Executor` takes the episodes still to run (the manifest decides which init state
+and seed each one has) and calls ``sink`` with one :class:`EpisodeResult` per episode, the
+moment it ends. The policy stays in the calling process; :class:`LocalExecutor` steps the
+environments in worker processes and batches every slot that needs an action at the same
+moment into one ``policy.act`` call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing.connection
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Protocol as TypingProtocol, Sequence
+
+import numpy as np
+
+from vitabench.api.episode import Episode
+from vitabench.api.policy import Policy, PolicySpec, check_actions
+from vitabench.api.protocol import Protocol
+from vitabench.api.suite import Suite
+from vitabench.runner.video import VideoMode, VideoWriter
+from vitabench.runner.worker import EnvConfig, WorkerDied, WorkerProcess
+
+#: Extra seconds a reset may take beyond the step timeout (it may build the environment).
+BUILD_GRACE_S = 300.0
+#: State every environment reports (cheap, no rendering) so a record's ``state_digest`` fingerprints
+#: the trajectory whatever the policy asked for; keys the policy did not ask for are not shown to it.
+DIGEST_STATE_KEYS: tuple[str, ...] = ("ee_pos", "gripper_qpos")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every episode of a run needs, fixed before the first one starts."""
+
+    suite: Suite
+    protocol: Protocol
+    spec: PolicySpec
+    step_timeout: float = 60.0
+    video: VideoMode = VideoMode("none")
+
+    @property
+    def max_steps(self) -> int:
+        return self.protocol.steps_for(self.suite.steps_key)
+
+    def env_config(self, episode: Episode) -> EnvConfig:
+        """The environment of ``episode``: the policy's cameras, or the protocol's for a video only."""
+        cameras = self.spec.cameras
+        if not cameras and self.video.wanted(episode):
+            cameras = self.protocol.cameras
+        return EnvConfig(
+            entry_point=self.suite.env_entry_point,
+            task=self.suite.task(episode.task_id),
+            protocol=self.protocol,
+            cameras=tuple(cameras),
+            resolution=self.spec.resolution or self.protocol.resolution,
+            state_keys=tuple(dict.fromkeys((*self.spec.state_keys, *DIGEST_STATE_KEYS))),
+            privileged=self.spec.privileged,
+            max_steps=self.max_steps,
+        )
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """What an executor reports for one episode; the runner turns it into a record."""
+
+    episode: Episode
+    status: Literal["ok", "error"]
+    success: bool | None
+    steps: int
+    wall_s: float
+    error: str | None
+    worker: dict[str, Any]
+    video: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Sink = Callable[[EpisodeResult], None]
+
+
+class Executor(TypingProtocol):
+    """Runs ``episodes`` with ``policy`` under ``plan``; calls ``sink`` once per episode as it ends."""
+
+    def run(self, plan: RunPlan, policy: Policy, episodes: Sequence[Episode], sink: Sink, video: VideoWriter | None) -> None:
+        ...
+
+
+@dataclass
+class _Running:
+    """An episode in progress in one slot."""
+
+    episode: Episode
+    started: float
+    deadline: float
+    awaiting: str | None = None  # "reset" | "step" while a reply is due
+    obs: Any = None
+    actions: deque = field(default_factory=deque)
+    steps: int = 0
+    digest: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=8))
+    pid: int | None = None
+    done: bool = False
+    video: bool = False
+    strip_images: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LocalExecutor:
+    """``workers`` environment processes on this host, stepped in lockstep."""
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers={workers}: must be >= 1")
+        self.workers = workers
+
+    def run(self, plan: RunPlan, policy: Policy, episodes: Sequence[Episode], sink: Sink, video: VideoWriter | None) -> None:
+        loop = _Lockstep(plan, policy, sink, video, [WorkerProcess(i) for i in range(min(self.workers, len(episodes)))])
+        loop.run(deque(episodes))
+
+
+class _Lockstep:
+    """The stepping loop over worker slots (one episode per slot at a time)."""
+
+    def __init__(self, plan: RunPlan, policy: Policy, sink: Sink, video: VideoWriter | None, workers: list[WorkerProcess]) -> None:
+        self.plan, self.policy, self.sink, self.video, self.workers = plan, policy, sink, video, workers
+        self.running: dict[int, _Running] = {}
+
+    def run(self, pending: deque[Episode]) -> None:
+        finished = False
+        try:
+            for slot in range(len(self.workers)):
+                self._start_next(slot, pending)
+            while self.running:
+                self._collect()
+                self._refill(pending)
+                self._act()
+                for slot, run in list(self.running.items()):
+                    if run.awaiting is None and run.actions:
+                        self._send(slot, ("step", run.actions.popleft()), "step", self.plan.step_timeout)
+                self._refill(pending)
+            finished = True
+        finally:
+            for run in self.running.values():
+                if self.video is not None and run.video:
+                    self.video.discard(run.episode.episode_id)
+            for worker in self.workers:
+                if finished:
+                    worker.close()
+                else:
+                    worker.kill()
+
+    def _refill(self, pending: deque[Episode]) -> None:
+        """Start the next episode in every slot whose episode has ended."""
+        for slot in [s for s, r in self.running.items() if r.done]:
+            self._start_next(slot, pending)
+
+    # -- episode lifecycle -------------------------------------------------------------------
+    def _start_next(self, slot: int, pending: deque[Episode]) -> None:
+        """Give ``slot`` the next pending episode (none left: the slot goes idle)."""
+        self.running.pop(slot, None)
+        while pending:
+            episode = pending.popleft()
+            now = time.monotonic()
+            run = _Running(episode, started=now, deadline=now)
+            run.video = self.video is not None and self.plan.video.wanted(episode)
+            run.strip_images = not self.plan.spec.cameras
+            self.running[slot] = run
+            try:
+                self.policy.reset(self.plan.suite.task(episode.task_id), slot=slot, seed=episode.seed)
+            except Exception as exc:  # noqa: BLE001 - a policy failure is an episode error
+                self._finish(slot, error=f"policy reset failed: {type(exc).__name__}: {exc}")
+                continue
+            config = self.plan.env_config(episode)
+            if self._send(slot, ("reset", config, episode.seed, episode.init_state_id), "reset", self.plan.step_timeout + BUILD_GRACE_S):
+                return
+
+    def _send(self, slot: int, message: tuple, awaiting: str, timeout: float) -> bool:
+        run = self.running[slot]
+        try:
+            self.workers[slot].send(message)
+        except WorkerDied as exc:
+            self.workers[slot].kill()
+            self._finish(slot, error=str(exc))
+            return False
+        run.awaiting, run.deadline = awaiting, time.monotonic() + timeout
+        run.pid = self.workers[slot].pid
+        return True
+
+    def _finish(self, slot: int, *, success: bool | None = None, error: str | None = None) -> None:
+        run = self.running[slot]
+        run.obs, run.awaiting, run.done = None, None, True
+        run.actions.clear()
+        outcome = "error" if error else ("success" if success else "failure")
+        path = None
+        if self.video is not None and run.video:
+            path = self.video.finish(run.episode.episode_id, outcome)
+            run.video = False
+        extra = dict(run.extra)
+        if error is None:
+            extra["state_digest"] = run.digest.hexdigest()
+        self.sink(
+            EpisodeResult(
+                episode=run.episode,
+                status="error" if error else "ok",
+                success=None if error else bool(success),
+                steps=run.steps,
+                wall_s=round(time.monotonic() - run.started, 4),
+                error=error,
+                worker={"pid": run.pid, "slot": slot},
+                video=path,
+                extra=extra,
+            )
+        )
+
+    # -- replies ------------------------------------------------------------------------------
+    def _collect(self) -> None:
+        """Take replies: every due step reply, and at least one reply of any kind."""
+        progressed = False
+        while True:
+            due = {s: r for s, r in self.running.items() if r.awaiting is not None}
+            if not due or (progressed and not any(r.awaiting == "step" for r in due.values())):
+                return
+            waitables = {w: s for s in due for w in self.workers[s].waitables()}
+            timeout = max(0.0, min(r.deadline for r in due.values()) - time.monotonic())
+            for slot in sorted({waitables[w] for w in multiprocessing.connection.wait(list(waitables), timeout)}):
+                if self.running[slot].awaiting is not None:
+                    self._receive(slot)
+                    progressed = True
+            now = time.monotonic()
+            for slot, run in list(self.running.items()):
+                if run.awaiting is not None and now >= run.deadline:
+                    limit = self.plan.step_timeout + (BUILD_GRACE_S if run.awaiting == "reset" else 0)
+                    self.workers[slot].kill()
+                    self._finish(slot, error=f"worker pid {run.pid}: no {run.awaiting} reply within {limit:g} s (step timeout)")
+                    progressed = True
+
+    def _receive(self, slot: int) -> None:
+        run = self.running[slot]
+        worker = self.workers[slot]
+        try:
+            reply = worker.receive()
+        except WorkerDied as exc:
+            worker.kill()
+            self._finish(slot, error=str(exc))
+            return
+        run.awaiting = None
+        kind = reply[0]
+        if kind == "error":
+            self._finish(slot, error=f"environment {reply[1]}")
+            return
+        if kind == "reset":
+            _, obs, info, build_s = reply
+            if build_s:
+                run.extra["env_build_s"] = round(build_s, 3)
+            self._observe(slot, obs)
+            return
+        _, obs, _reward, terminated, truncated, info = reply
+        run.steps += 1
+        if terminated or truncated or run.steps >= self.plan.max_steps:
+            self._observe(slot, obs)
+            self._finish(slot, success=bool(info.get("success", False)))
+        else:
+            self._observe(slot, obs)
+
+    def _observe(self, slot: int, obs: dict[str, Any]) -> None:
+        run = self.running[slot]
+        images = obs.get("images", {})
+        if run.video and self.video is not None:
+            self.video.frame(run.episode.episode_id, images)
+        state = obs.get("state", {})
+        for key in sorted(state):
+            run.digest.update(np.ascontiguousarray(state[key]).tobytes())
+        wanted = self.plan.spec.state_keys
+        if len(state) != len(wanted):
+            obs = {**obs, "state": {k: state[k] for k in wanted if k in state}}
+        if run.strip_images and images:
+            obs = {**obs, "images": {}}
+        run.obs = obs
+
+    # -- actions ------------------------------------------------------------------------------
+    def _act(self) -> None:
+        """One ``policy.act`` for every slot that has an observation and no queued action."""
+        slots = [s for s, r in sorted(self.running.items()) if r.awaiting is None and r.obs is not None and not r.actions]
+        if not slots:
+            return
+        try:
+            actions = np.asarray(self.policy.act([self.running[s].obs for s in slots], slots), dtype=np.float32)
+            if actions.ndim not in (2, 3) or actions.shape[0] != len(slots):
+                check_actions(actions, len(slots))  # raises, naming the shape
+        except Exception as exc:  # noqa: BLE001 - a policy failure is an episode error
+            for slot in slots:
+                self._finish(slot, error=f"policy act failed: {type(exc).__name__}: {exc}")
+            return
+        for row, slot in enumerate(slots):
+            try:
+                self.running[slot].actions.extend(check_actions(actions[row : row + 1], 1)[0])
+            except ValueError as exc:
+                self._finish(slot, error=f"policy act failed: {exc}")
