@@ -8,6 +8,8 @@ one line here, or, from another package, an entry point in the ``vitabench.polic
 BUILTIN_POLICIES: dict[str, str] = {
     "zero": "vitabench.policies.baselines:ZeroPolicy",
     "random": "vitabench.policies.baselines:RandomPolicy",
+    "teacher": "vitabench.policies.teacher:make",
+    "vita_vla": "vitabench.policies.vita_vla:make",
     "replay": "vitabench.policies.replay:ReplayPolicy",
     "remote": "vitabench.policies.remote:RemotePolicy",
 }

@@ -1,0 +1,161 @@
+"""Checkpoint directories: ``config.json`` (model kind and config), ``model.safetensors`` (all
+weights), ``spec.json`` (observation spec and the protocol trained under), plus the model's extras
+(tokenizer, VLM config). Anything missing, corrupt or mismatched raises a one-line error."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import PolicySpec
+from vitabench.api.protocol import Protocol
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+SPEC_FILE = "spec.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(VitabenchError):
+    """A checkpoint directory that cannot be used as asked."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint directory says about itself (weights not yet loaded)."""
+
+    directory: Path
+    kind: str
+    config: Mapping[str, Any]
+    spec: PolicySpec
+    protocol: Mapping[str, str] | None
+    weights_hash: str
+
+    def check(self, *, cameras: tuple[str, ...] | None = None, protocol: Protocol | None = None) -> None:
+        """Raise naming the difference when the run's camera set or protocol is not the trained one."""
+        if cameras is not None and set(cameras) != set(self.spec.cameras):
+            raise CheckpointError(
+                f"checkpoint {self.directory} was trained with cameras {', '.join(self.spec.cameras)}, "
+                f"not {', '.join(cameras)}"
+            )
+        if protocol is not None:
+            trained = dict(self.protocol or {})
+            if trained.get("hash") != protocol.hash:
+                trained_ref = trained.get("ref", "no recorded protocol")
+                raise CheckpointError(f"checkpoint {self.directory} was trained under {trained_ref}, not {protocol.ref}")
+
+
+def weights_hash(path: Path) -> str:
+    """Short sha256 of a weights file (16 hex digits)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_json(config_class: type, data: Mapping[str, Any], source: str) -> Any:
+    """Rebuild a frozen config dataclass; unknown fields are an error, lists become tuples."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise CheckpointError(f"{source}: unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def save_checkpoint(model: Any, directory: str | Path, spec: PolicySpec, protocol: Protocol | None = None) -> str:
+    """Write ``model`` (a teacher or student) to ``directory``; returns the weights hash."""
+    from safetensors.torch import save_model
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path / WEIGHTS_FILE))
+    model.save_extras(path)
+    (path / CONFIG_FILE).write_text(
+        json.dumps({"format": FORMAT_VERSION, "kind": model.kind, "config": config_to_json(model.config)}, indent=2)
+    )
+    trained = None if protocol is None else {"name": protocol.name, "version": protocol.version, "hash": protocol.hash, "ref": protocol.ref}
+    (path / SPEC_FILE).write_text(json.dumps({"spec": dataclasses.asdict(spec), "protocol": trained}, indent=2))
+    return weights_hash(path / WEIGHTS_FILE)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint file {path} cannot be read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint file {path} must hold a JSON object")
+    return data
+
+
+def read_checkpoint(directory: str | Path, kind: str) -> Checkpoint:
+    """Read and check a checkpoint directory's metadata for a model of ``kind``."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint={str(directory)!r} is not a directory")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, SPEC_FILE) if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}; a checkpoint holds {CONFIG_FILE}, {WEIGHTS_FILE}, {SPEC_FILE}")
+    config = _read_json(path / CONFIG_FILE)
+    if config.get("kind") != kind:
+        raise CheckpointError(f"checkpoint {path} holds a {config.get('kind')!r} model, not a {kind!r} model")
+    if config.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {config.get('format')!r}; accepted: {FORMAT_VERSION}")
+    spec_data = _read_json(path / SPEC_FILE)
+    try:
+        spec_fields = dict(spec_data["spec"])
+        spec = PolicySpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_fields.items()})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint file {path / SPEC_FILE} holds no valid observation spec: {exc}") from None
+    return Checkpoint(path, kind, config["config"], spec, spec_data.get("protocol"), weights_hash(path / WEIGHTS_FILE))
+
+
+def load_weights(model: Any, checkpoint: Checkpoint) -> None:
+    """Load the weights into ``model``; differing tensor names or shapes are named in the error."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_model
+
+    weights = checkpoint.directory / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            saved = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint weights {weights} are corrupt or truncated: {exc}") from None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    wrong = [f"{n} {list(saved[n])} vs model {list(expected[n])}" for n in sorted(saved) if n in expected and saved[n] != expected[n]]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.directory} does not fit its config: {len(wrong)} tensor shape(s) differ, e.g. {'; '.join(wrong[:3])}"
+        )
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except (SafetensorError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint weights {weights} cannot be loaded: {exc}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.directory} does not fit its config: "
+            f"missing {sorted(missing)[:3]} ({len(missing)}), unexpected {sorted(unexpected)[:3]} ({len(unexpected)})"
+        )
+
+
+def load_model(checkpoint: Checkpoint, config_class: type, from_saved: Callable[[Any, Path], Any]) -> Any:
+    """Build the model a checkpoint describes and load its weights."""
+    config = config_from_json(config_class, checkpoint.config, str(checkpoint.directory / CONFIG_FILE))
+    try:
+        model = from_saved(config, checkpoint.directory)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint.directory} cannot be rebuilt from its config: {exc}") from None
+    load_weights(model, checkpoint)
+    return model

@@ -1,0 +1,206 @@
+"""Parts both models share: state encoder, action decoder, action loss, tokenizer, devices."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vitabench.api.errors import VitabenchError
+
+#: Arm state: end-effector xyz + Euler angles (xyz); gripper state: the two finger positions.
+ARM_STATE_DIM = 6
+GRIPPER_STATE_DIM = 2
+STATE_DIM = ARM_STATE_DIM + GRIPPER_STATE_DIM
+ARM_ACTION_DIM = 6
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class StateEncoder(nn.Module):
+    """One token per frame: Linear(6→H) on the arm, Linear(2→H) on the gripper, concat, Linear(2H→H).
+
+    No nonlinearity, as in VITA-VLA.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.arm = nn.Linear(ARM_STATE_DIM, hidden)
+        self.gripper = nn.Linear(GRIPPER_STATE_DIM, hidden)
+        self.project = nn.Linear(2 * hidden, hidden)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """``state [..., 8]`` (arm 6 then gripper 2) → ``[..., H]``."""
+        arm, gripper = state.split([ARM_STATE_DIM, GRIPPER_STATE_DIM], dim=-1)
+        return self.project(torch.cat([self.arm(arm), self.gripper(gripper)], dim=-1))
+
+
+@dataclass
+class ActionOutput:
+    """Decoded actions for every frame and chunk step: ``arm [..., 6]`` in [-1, 1], ``gripper_logit [..., 1]``."""
+
+    arm: torch.Tensor
+    gripper_logit: torch.Tensor
+
+    def actions(self) -> torch.Tensor:
+        """7-D actions: arm, then gripper thresholded at probability 0.5 to ±1 (+1 closes)."""
+        gripper = torch.where(self.gripper_logit > 0, 1.0, -1.0).to(self.arm.dtype)
+        return torch.cat([self.arm, gripper], dim=-1)
+
+
+class ActionDecoder(nn.Module):
+    """The teacher's action decoder: Linear(D→D/2), ReLU, Linear(D/2→D/2), ReLU; arm head 6 + tanh,
+    gripper head 1 (logit; sigmoid > 0.5 closes)."""
+
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        half = latent // 2
+        self.trunk = nn.Sequential(nn.Linear(latent, half), nn.ReLU(), nn.Linear(half, half), nn.ReLU())
+        self.arm_head = nn.Linear(half, ARM_ACTION_DIM)
+        self.gripper_head = nn.Linear(half, 1)
+
+    def forward(self, latent: torch.Tensor) -> ActionOutput:
+        features = self.trunk(latent)
+        return ActionOutput(arm=torch.tanh(self.arm_head(features)), gripper_logit=self.gripper_head(features))
+
+
+def action_loss(output: ActionOutput, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """VITA-VLA's stage-2 loss: smooth-L1 on the 6 arm dims ×1.0 + BCE on the gripper ×0.01.
+
+    ``target [..., 7]`` holds gripper -1 (open) / +1 (close); ``mask [...]`` selects the entries
+    that count (all when None).
+    """
+    arm_loss = F.smooth_l1_loss(output.arm, target[..., :ARM_ACTION_DIM], reduction="none").mean(-1)
+    closed = (target[..., ARM_ACTION_DIM:] > 0).to(output.gripper_logit.dtype)
+    gripper_loss = F.binary_cross_entropy_with_logits(output.gripper_logit, closed, reduction="none").mean(-1)
+    loss = arm_loss + 0.01 * gripper_loss
+    if mask is None:
+        return loss.mean()
+    weights = mask.to(loss.dtype)
+    return (loss * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def normalize_images(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` → float ``[N, 3, size, size]``, resized (bilinear) and normalized."""
+    pixels = images.permute(0, 3, 1, 2).float() / 255.0
+    if pixels.shape[-1] != size or pixels.shape[-2] != size:
+        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean_t = torch.tensor(mean, device=pixels.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
+def resolve_device(device: str) -> tuple[torch.device, torch.dtype]:
+    """``auto`` → CUDA in bf16 when available, else CPU in fp32; ``cpu``/``cuda[:i]`` as given."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise VitabenchError(f"device={device!r}; accepted: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise VitabenchError(f"device={device!r} but no CUDA GPU is available; accepted here: auto, cpu")
+    return resolved, (torch.bfloat16 if resolved.type == "cuda" else torch.float32)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte → printable unicode map used by byte-level BPE vocabularies."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes)))
+
+
+def clip_bpe_file() -> Path:
+    """The CLIP BPE merges shipped in the ``open-clip-torch`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("open_clip")
+    path = Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz" if spec and spec.origin else None
+    if path is None or not path.exists():
+        raise VitabenchError(
+            "the CLIP tokenizer vocabulary was not found; install it with "
+            "'pip install --no-deps open-clip-torch' or pass a checkpoint/text_encoder directory holding a tokenizer"
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def clip_tokenizer() -> Any:
+    """The real CLIP BPE tokenizer (49408 tokens) as a ``transformers.CLIPTokenizer``."""
+    from transformers import CLIPTokenizer
+
+    lines = gzip.open(clip_bpe_file()).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    symbols = list(_bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and info logging while models are built and loaded."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass
+class FrameBatch:
+    """A batch of frame histories, the input of both models.
+
+    ``images[camera]``: uint8 ``[B, T, H, W, 3]``; ``state``: float ``[B, T, 8]`` (eef xyz, Euler
+    xyz, two finger positions); ``frame_mask``: bool ``[B, T]``, True for real frames, which come
+    first (oldest → newest) and are followed by padding; ``instructions``: one string per row.
+    """
+
+    images: dict[str, torch.Tensor]
+    state: torch.Tensor
+    frame_mask: torch.Tensor
+    instructions: list[str]
+
+    @property
+    def newest(self) -> torch.Tensor:
+        """Index ``[B]`` of each row's newest real frame."""
+        return self.frame_mask.sum(dim=1) - 1
+
+
+@dataclass
+class ModelOutput:
+    """Per frame and chunk step: ``latent [B, T, chunk, D]`` (the action-space features) and the
+    decoded actions; padded frames hold zeros."""
+
+    latent: torch.Tensor
+    actions: ActionOutput
+
+    def newest_actions(self, batch: FrameBatch) -> torch.Tensor:
+        """7-D actions ``[B, chunk, 7]`` predicted at each row's newest frame."""
+        rows = torch.arange(batch.frame_mask.shape[0], device=batch.frame_mask.device)
+        return self.actions.actions()[rows, batch.newest]
+
+
+def scatter_frames(values: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Place ``values [N, ...]`` computed for the real frames into ``[B, T, ...]`` (zeros elsewhere)."""
+    out = values.new_zeros(*frame_mask.shape, *values.shape[1:])
+    out[frame_mask] = values
+    return out

@@ -1,0 +1,211 @@
+"""A model as a batched policy: per-slot frame history, observation → tensors, no-grad inference."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import BasePolicy, Observation, PolicySpec
+from vitabench.api.suite import Task
+
+logger = logging.getLogger("vitabench.policies")
+
+#: What both models read: eef position, eef orientation (as a quaternion, turned into Euler angles), fingers.
+MODEL_STATE_KEYS = ("ee_pos", "ee_quat", "gripper_qpos")
+
+
+def quat_xyzw_to_euler_xyz(quat: np.ndarray) -> np.ndarray:
+    """Roll, pitch, yaw (extrinsic x-y-z, scipy's ``as_euler("xyz")``) of a unit quaternion (x, y, z, w)."""
+    x, y, z, w = (float(v) for v in quat)
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.array([roll, pitch, yaw], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One observation as the models read it."""
+
+    images: dict[str, np.ndarray]
+    state: np.ndarray  # [8]
+    instruction: str
+
+
+def frame_from_observation(observation: Observation, cameras: tuple[str, ...]) -> Frame:
+    """Pick the declared cameras and build the 8-D state; a missing camera or key is named."""
+    images = observation.get("images", {})
+    missing = [camera for camera in cameras if camera not in images]
+    if missing:
+        raise VitabenchError(
+            f"observation lacks camera(s) {', '.join(missing)}; it has: {', '.join(images) or 'none'}"
+        )
+    state = observation.get("state", {})
+    absent = [key for key in MODEL_STATE_KEYS if key not in state]
+    if absent:
+        raise VitabenchError(f"observation lacks state key(s) {', '.join(absent)}; it has: {', '.join(state) or 'none'}")
+    vector = np.concatenate(
+        [
+            np.asarray(state["ee_pos"], dtype=np.float32).reshape(3),
+            quat_xyzw_to_euler_xyz(np.asarray(state["ee_quat"]).reshape(4)),
+            np.asarray(state["gripper_qpos"], dtype=np.float32).reshape(2),
+        ]
+    )
+    return Frame({camera: np.asarray(images[camera], dtype=np.uint8) for camera in cameras}, vector, str(observation.get("instruction", "")))
+
+
+class ModelPolicy(BasePolicy):
+    """Runs a teacher or student model as a policy: keeps the last ``history`` frames of every
+    slot, batches all slots of a call into one forward pass, and returns each slot's raw chunk
+    ``[B, chunk, 7]`` predicted at its newest frame."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str = "auto",
+        resolution: int | None = None,
+        checkpoint_hash: str | None = None,
+        trained_protocol: dict[str, str] | None = None,
+    ) -> None:
+        from vitabench.policies.models.common import resolve_device
+
+        self.device, self.dtype = resolve_device(device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        config = model.config
+        self.spec = PolicySpec(
+            cameras=tuple(config.cameras),
+            resolution=resolution,
+            state_keys=MODEL_STATE_KEYS,
+            history=config.history,
+            chunk=config.chunk,
+        )
+        self.checkpoint_hash = checkpoint_hash
+        self.trained_protocol = trained_protocol
+        self._frames: dict[int, deque[Frame]] = {}
+
+    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
+        del task, seed
+        self._frames[slot] = deque(maxlen=self.spec.history)
+
+    def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
+        import torch
+
+        from vitabench.policies.models.common import FrameBatch
+
+        slot_ids = list(range(len(observations))) if slots is None else [int(s) for s in slots]
+        if len(slot_ids) != len(observations):
+            raise VitabenchError(f"act got {len(observations)} observations but {len(slot_ids)} slots; they must match")
+        histories = []
+        for slot, observation in zip(slot_ids, observations):
+            frames = self._frames.setdefault(slot, deque(maxlen=self.spec.history))
+            frames.append(frame_from_observation(observation, self.spec.cameras))
+            histories.append(list(frames))
+        n_frames = max(len(h) for h in histories)
+        mask = np.zeros((len(histories), n_frames), dtype=bool)
+        state = np.zeros((len(histories), n_frames, histories[0][0].state.shape[0]), dtype=np.float32)
+        images = {}
+        for camera in self.spec.cameras:
+            shape = histories[0][0].images[camera].shape
+            images[camera] = np.zeros((len(histories), n_frames, *shape), dtype=np.uint8)
+        for row, history in enumerate(histories):
+            mask[row, : len(history)] = True
+            for index, frame in enumerate(history):
+                state[row, index] = frame.state
+                for camera in self.spec.cameras:
+                    images[camera][row, index] = frame.images[camera]
+        batch = FrameBatch(
+            images={camera: torch.from_numpy(array).to(self.device) for camera, array in images.items()},
+            state=torch.from_numpy(state).to(self.device),
+            frame_mask=torch.from_numpy(mask).to(self.device),
+            instructions=[history[-1].instruction for history in histories],
+        )
+        with torch.inference_mode():
+            actions = self.model(batch).newest_actions(batch)
+        return actions.float().cpu().numpy()
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    """``true/false/1/0/yes/no`` (as the CLI passes them) or a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise VitabenchError(f"{name}={value!r}; accepted: true or false")
+
+
+def parse_int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise VitabenchError(f"{name}={value!r}; accepted: a positive integer") from None
+    if number < 1:
+        raise VitabenchError(f"{name}={value!r}; accepted: a positive integer")
+    return number
+
+
+def parse_cameras(value: Any) -> tuple[str, ...]:
+    """``"agentview,robot0_eye_in_hand"`` or a sequence of camera names."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    cameras = tuple(name.strip() for name in names if name.strip())
+    if not cameras:
+        raise VitabenchError(f"cameras={value!r}; accepted: a comma-separated list of camera names")
+    return cameras
+
+
+def make_model_policy(
+    *,
+    kind: str,
+    config_class: type,
+    presets: dict[str, Any],
+    build: Any,
+    from_saved: Any,
+    checkpoint: str | None,
+    preset: str | None,
+    overrides: dict[str, Any],
+    device: str,
+    seed: Any,
+    resolution: Any,
+    protocol: str | None,
+) -> ModelPolicy:
+    """The shared factory: load ``checkpoint`` (checking ``overrides``, ``cameras`` and
+    ``protocol`` against what it was trained with) or build an untrained ``preset``."""
+    import dataclasses
+
+    import torch
+
+    from vitabench.api.protocol import load_protocol
+    from vitabench.policies.models.checkpoint import CheckpointError, load_model, read_checkpoint
+
+    resolution = None if resolution is None else parse_int(resolution, "resolution")
+    if checkpoint is not None and preset is not None:
+        raise VitabenchError(f"{kind}: give checkpoint=DIR or preset=NAME, not both")
+    if checkpoint is not None:
+        saved = read_checkpoint(checkpoint, kind)
+        saved.check(
+            cameras=overrides.get("cameras"),
+            protocol=None if protocol is None else load_protocol(protocol),
+        )
+        for name, value in overrides.items():
+            if name in saved.config and saved.config[name] != (list(value) if isinstance(value, tuple) else value):
+                raise CheckpointError(f"checkpoint {saved.directory} was trained with {name}={saved.config[name]!r}, not {value!r}")
+        model = load_model(saved, config_class, from_saved)
+        return ModelPolicy(model, device=device, resolution=resolution, checkpoint_hash=saved.weights_hash, trained_protocol=saved.protocol)
+    if preset is None:
+        raise VitabenchError(f"{kind} needs checkpoint=DIR or preset=NAME; presets: {', '.join(presets)}")
+    if preset not in presets:
+        raise VitabenchError(f"{kind} preset={preset!r}; accepted: {', '.join(presets)}")
+    config = dataclasses.replace(presets[preset], **overrides)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        model = build(config, preset)
+    logger.warning("%s preset=%s has no checkpoint: its weights are UNTRAINED (random, seed %s)", kind, preset, seed)
+    return ModelPolicy(model, device=device, resolution=resolution)

@@ -1,0 +1,240 @@
+"""The VITA-VLA student: a transformers VLM kept as it is, plus one learnable action token, a state
+encoder, an action mapper into the teacher's action space, and the teacher's action decoder."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitabench.api.errors import VitabenchError
+from vitabench.policies.models.common import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ActionDecoder,
+    FrameBatch,
+    ModelOutput,
+    StateEncoder,
+    clip_tokenizer,
+    normalize_images,
+    quiet_transformers,
+)
+from vitabench.policies.models.teacher import LIBERO_CAMERAS
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The parts VITA-VLA adds to a VLM. ``latent`` is D, the teacher's hidden size.
+
+    Ablations: ``state_encoder=False`` drops the state token; ``action_token=False`` reads the
+    last position of each frame's prompt instead of three action slots (one action per frame,
+    repeated over the chunk); ``freeze_vlm=True`` freezes the whole VLM (otherwise only the
+    vision tower, projector and LM head are frozen, as in stage 2).
+    """
+
+    cameras: tuple[str, ...] = LIBERO_CAMERAS
+    latent: int = 64
+    history: int = 7
+    chunk: int = 3
+    state_encoder: bool = True
+    action_token: bool = True
+    freeze_vlm: bool = False
+    image_mean: tuple[float, ...] = CLIP_MEAN
+    image_std: tuple[float, ...] = CLIP_STD
+    hidden: int | None = None  # H, required of the VLM when set (the paper preset)
+
+
+#: The paper's student: VITA-1.5 (InternViT-300M + Qwen2.5-7B, H=3584) with the LIBERO teacher's D=384.
+#: It needs ``vlm=DIR``, a local transformers VLM of that hidden size.
+STUDENT_PRESETS: dict[str, StudentConfig] = {
+    "tiny": StudentConfig(latent=64),
+    "small": StudentConfig(latent=384),
+    "paper": StudentConfig(latent=384, hidden=3584),
+}
+
+
+def _vlm_config(preset: str) -> Any:
+    """LLaVA-style configs built from scratch: CLIP vision tower + MLP projector + Qwen2 LM."""
+    from transformers import CLIPVisionConfig, LlavaConfig, Qwen2Config
+
+    sizes = {
+        # about 3.5M parameters (mostly the token embedding), 16 tokens per image
+        "tiny": (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      image_size=56, patch_size=14),
+                 dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2)),
+        # about 200M parameters, 49 tokens per image (the paper's 200 px → 49 tokens)
+        "small": (dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6,
+                       image_size=98, patch_size=14),
+                  dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=16, num_attention_heads=12,
+                       num_key_value_heads=4)),
+    }
+    if preset not in sizes:
+        raise VitabenchError(f"no VLM is built for preset {preset!r}; accepted: {', '.join(sizes)} (or pass vlm=DIR)")
+    vision, text = sizes[preset]
+    tokenizer = clip_tokenizer()
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=Qwen2Config(**text, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                                tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_id=tokenizer.eos_token_id,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        tie_word_embeddings=True,
+    )
+
+
+def build_vlm_dir(preset: str, directory: Path) -> None:
+    """Save a freshly initialised VLM of ``preset`` and its tokenizer to ``directory``."""
+    from transformers import AutoModelForImageTextToText
+
+    quiet_transformers()
+    AutoModelForImageTextToText.from_config(_vlm_config(preset)).save_pretrained(directory)
+    clip_tokenizer().save_pretrained(directory)
+
+
+def load_vlm(directory: str | Path) -> tuple[nn.Module, Any]:
+    """A VLM and its tokenizer from a local directory, through the Auto classes."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    quiet_transformers()
+    path = Path(directory)
+    if not (path / "config.json").is_file():
+        raise VitabenchError(f"vlm={str(directory)!r} holds no config.json; accepted: a local transformers VLM directory")
+    try:
+        return AutoModelForImageTextToText.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise VitabenchError(f"vlm={str(directory)!r} cannot be loaded as an image-text-to-text model: {exc}") from None
+
+
+class StudentModel(nn.Module):
+    """VITA-VLA. Per frame the LM reads ``[image tokens per camera, instruction, state, action × 3]``;
+    the last-layer hidden states at the three action slots go through the mapper into the teacher's
+    action space (``latent``, matched to the teacher's action features in stage 1) and its decoder."""
+
+    kind = "vita_vla"
+
+    def __init__(self, config: StudentConfig, vlm: nn.Module, tokenizer: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.vlm = vlm
+        self.tokenizer = tokenizer
+        hidden = vlm.config.get_text_config().hidden_size
+        if config.hidden is not None and config.hidden != hidden:
+            raise VitabenchError(f"the VLM's hidden size is {hidden}; this student config needs H={config.hidden}")
+        self.hidden = hidden
+        self.image_size = vlm.config.vision_config.image_size
+        if config.action_token:
+            self.action_token = nn.Parameter(torch.randn(hidden) * 0.02)
+        if config.state_encoder:
+            self.state_encoder = StateEncoder(hidden)
+        latent = config.latent
+        self.mapper = nn.Sequential(
+            nn.Linear(hidden, latent), nn.GELU(), nn.Linear(latent, latent), nn.GELU(), nn.Linear(latent, latent)
+        )
+        self.action_decoder = ActionDecoder(latent)
+        self._instruction_ids: dict[str, list[int]] = {}
+        self.vlm.requires_grad_(False)
+        self.language_model.requires_grad_(not config.freeze_vlm)
+        self.vlm.get_output_embeddings().requires_grad_(False)
+
+    @property
+    def language_model(self) -> nn.Module:
+        """The VLM's causal LM body (no LM head): its last hidden states are read out."""
+        return self.vlm.get_decoder()
+
+    def vlm_trainable(self) -> list[str]:
+        """Names of the VLM parameters that train (none when ``freeze_vlm``)."""
+        return [name for name, p in self.vlm.named_parameters() if p.requires_grad]
+
+    def _instruction(self, text: str) -> list[int]:
+        if text not in self._instruction_ids:
+            self._instruction_ids[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._instruction_ids[text]
+
+    def forward(self, batch: FrameBatch) -> ModelOutput:
+        config = self.config
+        mask = batch.frame_mask
+        n_rows, n_frames = mask.shape
+        device = mask.device
+        dtype = self.mapper[0].weight.dtype
+        images = torch.cat(
+            [
+                self._image_tokens(batch.images[camera][mask], dtype)
+                for camera in config.cameras
+            ],
+            dim=1,
+        )  # [N, tokens, H] for the real frames in order
+        states = self.state_encoder(batch.state[mask].to(dtype)) if config.state_encoder else None
+        embed = self.language_model.get_input_embeddings()
+        sequences, readouts = [], []
+        frame_index = 0
+        for row in range(n_rows):
+            ids = torch.tensor(self._instruction(batch.instructions[row]), device=device, dtype=torch.long)
+            instruction = embed(ids)
+            pieces, positions, length = [], [], 0
+            for _ in range(int(mask[row].sum())):
+                frame = [images[frame_index], instruction]
+                if states is not None:
+                    frame.append(states[frame_index : frame_index + 1])
+                if config.action_token:
+                    frame.append(self.action_token.expand(config.chunk, -1))
+                frame_length = sum(piece.shape[0] for piece in frame)
+                slots = range(frame_length - config.chunk, frame_length) if config.action_token else [frame_length - 1] * config.chunk
+                positions.append([length + slot for slot in slots])
+                pieces.extend(frame)
+                length += frame_length
+                frame_index += 1
+            sequences.append(torch.cat(pieces))
+            readouts.append(positions)
+        inputs = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # right padding
+        lengths = torch.tensor([s.shape[0] for s in sequences], device=device)
+        attention = torch.arange(inputs.shape[1], device=device)[None] < lengths[:, None]
+        position_ids = torch.arange(inputs.shape[1], device=device).expand(n_rows, -1)
+        hidden = self.language_model(
+            inputs_embeds=inputs, attention_mask=attention.long(), position_ids=position_ids
+        ).last_hidden_state
+        rows = torch.tensor([row for row, frames in enumerate(readouts) for _ in frames], device=device)
+        slots = torch.tensor([slot for frames in readouts for slot in frames], device=device)  # [N, chunk]
+        readout = hidden[rows[:, None], slots]  # [N, chunk, H]
+        latent = self.mapper(readout)
+        full = latent.new_zeros(n_rows, n_frames, config.chunk, config.latent)
+        full[mask] = latent
+        return ModelOutput(latent=full, actions=self.action_decoder(full))
+
+    def _image_tokens(self, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]`` → projected image tokens ``[N, tokens, H]``."""
+        pixels = normalize_images(images, self.image_size, self.config.image_mean, self.config.image_std)
+        features = self.vlm.get_image_features(pixel_values=pixels.to(dtype)).pooler_output
+        return torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+
+    # -- building and saving ------------------------------------------------------------------
+    @classmethod
+    def build(cls, config: StudentConfig, vlm_dir: str | Path | None = None, preset: str = "tiny") -> StudentModel:
+        """A new student around the VLM in ``vlm_dir``, or around a fresh VLM of ``preset``
+        (saved to a temporary directory and loaded back through the Auto classes)."""
+        if vlm_dir is not None:
+            return cls(config, *load_vlm(vlm_dir))
+        with tempfile.TemporaryDirectory(prefix="vitabench-vlm-") as directory:
+            build_vlm_dir(preset, Path(directory))
+            return cls(config, *load_vlm(directory))
+
+    def save_extras(self, directory: Path) -> None:
+        """What the weights file does not hold: the VLM's config and tokenizer."""
+        self.vlm.config.save_pretrained(directory / "vlm")
+        self.tokenizer.save_pretrained(directory / "vlm")
+
+    @classmethod
+    def from_saved(cls, config: StudentConfig, directory: Path) -> StudentModel:
+        """The skeleton of a saved student (weights are loaded by the caller)."""
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+        quiet_transformers()
+        vlm_config = AutoConfig.from_pretrained(directory / "vlm")
+        return cls(config, AutoModelForImageTextToText.from_config(vlm_config), AutoTokenizer.from_pretrained(directory / "vlm"))

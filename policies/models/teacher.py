@@ -1,0 +1,260 @@
+"""The teacher: a Seer-style action model (ViT + perceiver resampler per camera, CLIP text encoder,
+state encoder, GPT-2-style causal transformer over the frame history, learnable action queries,
+action decoder), predicting a 3-step action chunk per frame."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vitabench.api.errors import VitabenchError
+from vitabench.policies.models.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ActionDecoder,
+    FrameBatch,
+    ModelOutput,
+    StateEncoder,
+    clip_tokenizer,
+    normalize_images,
+    quiet_transformers,
+    scatter_frames,
+)
+
+LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")
+CLIP_TEXT_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407, "vocab_size": 49408}
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Sizes of the teacher. ``vit`` and ``text`` are transformers ``ViTConfig`` / ``CLIPTextConfig`` fields."""
+
+    cameras: tuple[str, ...] = LIBERO_CAMERAS
+    vit: dict[str, Any] = field(default_factory=dict)
+    text: dict[str, Any] = field(default_factory=dict)
+    resampler_queries: int = 4
+    resampler_layers: int = 1
+    resampler_heads: int = 4
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    history: int = 7
+    chunk: int = 3
+    max_text_tokens: int = 77
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise VitabenchError(f"teacher hidden={self.hidden} is not divisible by heads={self.heads}")
+        if not self.cameras:
+            raise VitabenchError("teacher cameras is empty; accepted: one or more of " + ", ".join(LIBERO_CAMERAS))
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """text, state, resampled image tokens of every camera, action queries."""
+        return 2 + len(self.cameras) * self.resampler_queries + self.chunk
+
+
+TEACHER_PRESETS: dict[str, TeacherConfig] = {
+    # CPU tests: about 4M parameters, most of them the CLIP token embedding.
+    "tiny": TeacherConfig(
+        vit=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                 image_size=64, patch_size=16),
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=77, **CLIP_TEXT_IDS),
+    ),
+    # The LIBERO teacher of VITA-VLA (Seer-Large): MAE ViT-B/16, CLIP ViT-B/32 text, D=384, 24 layers.
+    "paper": TeacherConfig(
+        vit=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 image_size=224, patch_size=16),
+        text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+                  max_position_embeddings=77, **CLIP_TEXT_IDS),
+        resampler_queries=6,
+        resampler_layers=3,
+        resampler_heads=8,
+        hidden=384,
+        layers=24,
+        heads=12,
+        history=7,
+    ),
+}
+
+
+class ResamplerLayer(nn.Module):
+    """Latents attend to [image features; latents], then a feed-forward (Flamingo's perceiver)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm_media = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.feed_forward = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        queries = self.norm_latents(latents)
+        keys = torch.cat([self.norm_media(media), queries], dim=1)
+        latents = latents + self.attention(queries, keys, keys, need_weights=False)[0]
+        return latents + self.feed_forward(latents)
+
+
+class PerceiverResampler(nn.Module):
+    """``[N, P, dim]`` image tokens → ``[N, queries, dim]`` through learned latent queries."""
+
+    def __init__(self, dim: int, queries: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(queries, dim) * 0.02)
+        self.layers = nn.ModuleList(ResamplerLayer(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, media: torch.Tensor) -> torch.Tensor:
+        latents = self.latents.expand(media.shape[0], -1, -1)
+        for layer in self.layers:
+            latents = layer(media, latents)
+        return self.norm(latents)
+
+
+class CausalBlock(nn.Module):
+    """A pre-LayerNorm GPT-2 block taking an explicit boolean attention mask ``[B, S, S]``."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm_attention = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(self.norm_attention(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        x = x + self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class TeacherModel(nn.Module):
+    """Seer-style action model. Each frame contributes ``[text, state, image tokens per camera,
+    action queries × chunk]``; the action queries read out (no other token attends to them) and
+    their transformer outputs are the ``action_features`` stage-1 distillation matches."""
+
+    kind = "teacher"
+
+    def __init__(self, config: TeacherConfig, tokenizer: Any, text_encoder: nn.Module | None = None) -> None:
+        from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
+
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.vit_config = ViTConfig(**config.vit)
+        self.image_encoder = ViTModel(self.vit_config, add_pooling_layer=False)
+        self.text_encoder = text_encoder or CLIPTextModel(CLIPTextConfig(**config.text))
+        vit_dim = self.vit_config.hidden_size
+        self.resamplers = nn.ModuleDict(
+            {
+                camera: PerceiverResampler(vit_dim, config.resampler_queries, config.resampler_layers, config.resampler_heads)
+                for camera in config.cameras
+            }
+        )
+        self.image_projection = nn.Linear(vit_dim, config.hidden)
+        self.text_projection = nn.Linear(self.text_encoder.config.hidden_size, config.hidden)
+        self.state_encoder = StateEncoder(config.hidden)
+        self.action_queries = nn.Parameter(torch.randn(config.chunk, config.hidden) * 0.02)
+        self.frame_embedding = nn.Embedding(config.history, config.hidden)
+        self.token_type_embedding = nn.Embedding(config.tokens_per_frame, config.hidden)
+        self.blocks = nn.ModuleList(CausalBlock(config.hidden, config.heads) for _ in range(config.layers))
+        self.final_norm = nn.LayerNorm(config.hidden)
+        self.action_decoder = ActionDecoder(config.hidden)
+
+    # -- encoders -----------------------------------------------------------------------------
+    def encode_text(self, instructions: list[str]) -> torch.Tensor:
+        """One pooled, projected CLIP text token per instruction: ``[B, hidden]``."""
+        unique = sorted(set(instructions))
+        tokens = self.tokenizer(
+            unique, padding=True, truncation=True, max_length=self.config.max_text_tokens, return_tensors="pt"
+        ).to(self.action_queries.device)
+        pooled = self.text_encoder(**tokens).pooler_output
+        projected = self.text_projection(pooled)
+        return projected[torch.tensor([unique.index(text) for text in instructions], device=projected.device)]
+
+    def encode_images(self, images: torch.Tensor, camera: str) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]`` of one camera → ``[N, queries, hidden]``."""
+        pixels = normalize_images(images, self.vit_config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+        features = self.image_encoder(pixel_values=pixels.to(self.action_queries.dtype)).last_hidden_state
+        return self.image_projection(self.resamplers[camera](features))
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, batch: FrameBatch) -> ModelOutput:
+        config = self.config
+        mask = batch.frame_mask
+        n_rows, n_frames = mask.shape
+        if n_frames > config.history:
+            raise VitabenchError(f"teacher got {n_frames} frames; its history is {config.history}")
+        dtype = self.action_queries.dtype
+        text = self.encode_text(batch.instructions)[:, None, None].expand(-1, n_frames, 1, -1)
+        state = self.state_encoder(batch.state.to(dtype))[:, :, None]
+        images = [scatter_frames(self.encode_images(batch.images[cam][mask], cam), mask) for cam in config.cameras]
+        queries = self.action_queries.expand(n_rows, n_frames, -1, -1)
+        tokens = torch.cat([text, state, *images, queries], dim=2)  # [B, T, K, hidden]
+        tokens = tokens + self.frame_embedding.weight[:n_frames, None] + self.token_type_embedding.weight
+        x = tokens.flatten(1, 2)
+        allowed = self._attention_mask(mask)
+        for block in self.blocks:
+            x = block(x, allowed)
+        x = self.final_norm(x).view(n_rows, n_frames, config.tokens_per_frame, -1)
+        features = x[:, :, -config.chunk :] * mask[:, :, None, None]
+        return ModelOutput(latent=features, actions=self.action_decoder(features))
+
+    def _attention_mask(self, frame_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, S, S]``: causal over real tokens; action queries are seen by no other token."""
+        per_frame = self.config.tokens_per_frame
+        length = frame_mask.shape[1] * per_frame
+        device = frame_mask.device
+        real = frame_mask.repeat_interleave(per_frame, dim=1)  # [B, S]
+        is_query = (torch.arange(length, device=device) % per_frame) >= per_frame - self.config.chunk
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        allowed = causal & ~is_query[None, :] & real[:, None, :]
+        return allowed | torch.eye(length, dtype=torch.bool, device=device)
+
+    # -- building and saving ------------------------------------------------------------------
+    @classmethod
+    def build(cls, config: TeacherConfig, text_encoder_dir: str | None = None) -> TeacherModel:
+        """A new (untrained) teacher; ``text_encoder_dir`` loads a real CLIP text encoder and tokenizer."""
+        if text_encoder_dir is None:
+            return cls(config, clip_tokenizer())
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        quiet_transformers()
+        path = Path(text_encoder_dir)
+        if not path.is_dir():
+            raise VitabenchError(f"text_encoder={text_encoder_dir!r} is not a directory; accepted: a local CLIP model directory")
+        try:
+            text_encoder = CLIPTextModel.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise VitabenchError(f"text_encoder={text_encoder_dir!r} cannot be loaded as a CLIP text model: {exc}") from None
+        text = {k: v for k, v in text_encoder.config.to_diff_dict().items() if k in _TEXT_FIELDS}
+        return cls(dataclasses.replace(config, text=text), tokenizer, text_encoder)
+
+    def save_extras(self, directory: Path) -> None:
+        """What the weights file does not hold: the tokenizer."""
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+
+    @classmethod
+    def from_saved(cls, config: TeacherConfig, directory: Path) -> TeacherModel:
+        """The skeleton of a saved teacher (weights are loaded by the caller)."""
+        from transformers import AutoTokenizer
+
+        quiet_transformers()
+        return cls(config, AutoTokenizer.from_pretrained(directory / "tokenizer"))
+
+
+_TEXT_FIELDS = (
+    "vocab_size", "hidden_size", "intermediate_size", "projection_dim", "num_hidden_layers", "num_attention_heads",
+    "max_position_embeddings", "hidden_act", "layer_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id",
+)

@@ -1,0 +1,48 @@
+"""``teacher``: the Seer-style action model VITA-VLA distils from, as a batched policy.
+
+Arguments (``--policy-arg K=V``): ``checkpoint=DIR`` or ``preset=tiny|paper`` (untrained);
+``text_encoder=DIR`` (a local CLIP model, for presets); ``device=auto|cpu|cuda``; ``seed``;
+``history``, ``cameras`` (for presets; checked against a checkpoint); ``protocol`` (checked
+against the one a checkpoint was trained under); ``resolution``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitabench.policies.models.runtime import ModelPolicy, make_model_policy, parse_cameras, parse_int
+
+
+def make(
+    checkpoint: str | None = None,
+    preset: str | None = None,
+    text_encoder: str | None = None,
+    device: str = "auto",
+    seed: Any = 0,
+    history: Any = None,
+    cameras: Any = None,
+    protocol: str | None = None,
+    resolution: Any = None,
+) -> ModelPolicy:
+    """The teacher policy; it returns the raw 3-step chunk."""
+    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
+
+    overrides: dict[str, Any] = {}
+    if history is not None:
+        overrides["history"] = parse_int(history, "history")
+    if cameras is not None:
+        overrides["cameras"] = parse_cameras(cameras)
+    return make_model_policy(
+        kind=TeacherModel.kind,
+        config_class=TeacherConfig,
+        presets=TEACHER_PRESETS,
+        build=lambda config, _preset: TeacherModel.build(config, text_encoder),
+        from_saved=TeacherModel.from_saved,
+        checkpoint=checkpoint,
+        preset=preset,
+        overrides=overrides,
+        device=device,
+        seed=seed,
+        resolution=resolution,
+        protocol=protocol,
+    )

@@ -1,0 +1,74 @@
+"""``vita_vla``: the VITA-VLA student (a VLM + action token + state encoder + mapper + the
+teacher's action decoder), with temporal ensembling of its 3-step chunks.
+
+Arguments (``--policy-arg K=V``): ``checkpoint=DIR`` or ``preset=tiny|small|paper`` (untrained
+additions; ``paper`` needs ``vlm=DIR``, a local transformers VLM with H=3584); ``vlm=DIR``;
+ablations ``state_encoder``, ``action_token``, ``freeze_vlm`` (true/false); ``latent`` (D);
+``history``; ``cameras``; ``protocol``; ``ensemble`` (the ensembling weight m, 0.01; ``none``
+returns the raw chunks); ``device=auto|cpu|cuda``; ``seed``; ``resolution``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import Policy
+from vitabench.policies.models.runtime import make_model_policy, parse_bool, parse_cameras, parse_int
+
+
+def make(
+    checkpoint: str | None = None,
+    preset: str | None = None,
+    vlm: str | None = None,
+    state_encoder: Any = None,
+    action_token: Any = None,
+    freeze_vlm: Any = None,
+    latent: Any = None,
+    history: Any = None,
+    cameras: Any = None,
+    protocol: str | None = None,
+    ensemble: Any = 0.01,
+    device: str = "auto",
+    seed: Any = 0,
+    resolution: Any = None,
+) -> Policy:
+    """The student policy, wrapped in temporal ensembling unless ``ensemble=none``."""
+    from vitabench.policies.models.student import STUDENT_PRESETS, StudentConfig, StudentModel
+
+    overrides: dict[str, Any] = {}
+    for name, value in (("state_encoder", state_encoder), ("action_token", action_token), ("freeze_vlm", freeze_vlm)):
+        if value is not None:
+            overrides[name] = parse_bool(value, name)
+    for name, value in (("latent", latent), ("history", history)):
+        if value is not None:
+            overrides[name] = parse_int(value, name)
+    if cameras is not None:
+        overrides["cameras"] = parse_cameras(cameras)
+    if preset == "paper" and vlm is None:
+        raise VitabenchError("vita_vla preset=paper needs vlm=DIR, a local transformers VLM with hidden size 3584")
+    policy = make_model_policy(
+        kind=StudentModel.kind,
+        config_class=StudentConfig,
+        presets=STUDENT_PRESETS,
+        build=lambda config, name: StudentModel.build(config, vlm, name),
+        from_saved=StudentModel.from_saved,
+        checkpoint=checkpoint,
+        preset=preset,
+        overrides=overrides,
+        device=device,
+        seed=seed,
+        resolution=resolution,
+        protocol=protocol,
+    )
+    if str(ensemble).lower() == "none":
+        return policy
+    try:
+        m = float(ensemble)
+    except ValueError:
+        raise VitabenchError(f"ensemble={ensemble!r}; accepted: a number (0.01) or none") from None
+    from vitabench.wrappers import TemporalEnsemble
+
+    wrapped = TemporalEnsemble(policy, m=m)
+    wrapped.checkpoint_hash = policy.checkpoint_hash
+    return wrapped
