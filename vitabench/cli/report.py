@@ -75,7 +75,22 @@ def compare(
     return 1 if result.regression else 0
 
 
+def ablate(
+    spec: Path = typer.Argument(..., help="Ablation spec (reports/ablations/*.toml)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Where variants' runs live: OUT/<variant>/<suite> (default runs/ablations/<name>)."
+    ),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="term|md|html|latex|csv|json."),
+    report_out: Optional[Path] = typer.Option(None, "--report", help="Write the table to FILE instead of stdout."),
+) -> None:
+    """Run the spec's variants that lack results (through the runner), then print the ablation table."""
+    from vitabench.report.document import infer_format, render_ablation
+
+    _write_or_print(render_ablation(spec, out, infer_format(fmt, report_out)), report_out)
+
+
 def register(app: typer.Typer) -> None:
     """Add the reporter's commands to the ``vitabench`` app."""
     app.command("report")(report)
     app.command("compare")(compare)
+    app.command("ablate")(ablate)

@@ -104,3 +104,17 @@ def render_published(fmt: str = "term") -> str:
         frames = {"checks": checks, **{t.name: t.frame() for t in tables}}
         return render_data(frames, fmt)
     return _render_text(published_sections(tables, checks), title, fmt)
+
+
+def render_ablation(spec_path: str | Path, out: str | Path | None = None, fmt: str = "term") -> str:
+    """Run whatever variants of the spec lack results (under ``out``), then render its table."""
+    from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
+    from vitabench.report.render import ablation_section
+
+    spec = load_ablation_spec(spec_path)
+    runs = ensure_runs(spec, Path(out) if out is not None else Path("runs") / "ablations" / spec.name)
+    table = ablation_table(spec, runs)
+    if fmt in ("csv", "json"):
+        return render_data({"ablation": table}, fmt)
+    title = f"Ablation: {spec.name}" + (f" ({spec.description})" if spec.description else "")
+    return _render_text([ablation_section(table, spec.reference, title)], title, fmt)

@@ -15,7 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from vitabench.report.published import PublishedTable
-from vitabench.report.tables import Report
+from vitabench.report.tables import DENOMINATOR_NOTE, Report
 
 QUOTED_NOTE = (
     "Rows marked (quoted) are published numbers copied from their source, not measured here; "
@@ -212,3 +212,30 @@ def render_data(frames: dict[str, pd.DataFrame], fmt: str, notes: Sequence[str] 
     data = {name: json.loads(frame.to_json(orient="records")) for name, frame in frames.items()}
     data["notes"] = list(notes)
     return json.dumps(data, indent=2)
+
+
+def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section:
+    """The ablation table: success per suite and overall, delta from the reference, paired p-value."""
+    suites = [c for c in table.columns if f"{c}:low" in table.columns and c != "overall"]
+    header = ("variant", "protocol", *suites, "overall", "ok", "errors", f"Δ vs {reference} (points)",
+              "pairs", "b / c", "p (exact McNemar)")
+    rows = []
+    for _, r in table.iterrows():
+        is_reference = r["variant"] == reference
+        paired = not (isinstance(r["p_value"], float) and math.isnan(r["p_value"]))
+        rows.append((
+            str(r["variant"]) + (" (reference)" if is_reference else ""), str(r["protocol"]),
+            *(rate_cell(r[s], r[f"{s}:low"], r[f"{s}:high"]) for s in suites),
+            rate_cell(r["overall"], r["overall:low"], r["overall:high"]), str(r["ok"]), str(r["errors"]),
+            "-" if is_reference or math.isnan(r["delta"]) else f"{100 * r['delta']:+.1f}",
+            str(int(r["pairs"])) if paired else "-",
+            f"{int(r['b'])} / {int(r['c'])}" if paired else "-",
+            f"{r['p_value']:.3g}" if paired else (r["note"] or "-"),
+        ))
+    notes = (
+        DENOMINATOR_NOTE,
+        "Δ = the variant's overall success rate minus the reference's. Pairs = episodes with the same id that ran "
+        "to the end in both; b = reference-only successes, c = variant-only successes; p = two-sided exact McNemar "
+        "(binomial test of b in b + c at 1/2).",
+    )
+    return Section(title, header, tuple(rows), notes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -70,7 +70,9 @@ def run_info(run_dir: str | Path) -> RunInfo:
         suite=str(config.get("suite", "?")),
         policy=str(policy.get("name", "?")),
         policy_args=dict(policy.get("args") or {}),
-        protocol=protocol_ref(protocol.get("name"), protocol.get("version"), protocol.get("hash")),
+        protocol=protocol_ref(
+            protocol.get("name"), protocol.get("version"), protocol.get("hash") or config.get("protocol_hash")
+        ),
         protocol_config=protocol,
         manifest_hash=str(config.get("manifest_hash", "")),
     )
@@ -80,18 +82,21 @@ def suite_sort_key(suite: str) -> tuple[int, str]:
     return (SUITE_ORDER.index(suite), "") if suite in SUITE_ORDER else (len(SUITE_ORDER), suite)
 
 
-def load_episodes(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+def load_episodes(run_dirs: Iterable[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:
     """Every episode record of ``run_dirs`` as rows of :data:`EPISODE_COLUMNS`.
 
     ``label`` names the row a run lands in; when two directories would put the same suite
     under the same label and protocol, each gets its directory name appended, so results
-    are never merged silently. ``protocol`` is the record's own ``name@version#hash``.
+    are never merged silently. ``labels`` (one per directory) replaces them as given.
+    ``protocol`` is the record's own ``name@version#hash``.
     """
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise ReportError("no run directories given")
+    if len(set(d.resolve() for d in dirs)) < len(dirs):
+        raise ReportError(f"a run directory is given twice: {', '.join(map(str, dirs))}")
     infos = [run_info(d) for d in dirs]
-    labels = _disambiguate(infos)
+    labels = _disambiguate(infos) if labels is None else list(labels)
     frames = []
     for info, run_dir, label in zip(infos, dirs, labels):
         frame = records_frame(run_dir)
@@ -124,7 +129,7 @@ def _disambiguate(infos: list[RunInfo]) -> list[str]:
                 labels[index] = f"{infos[index].label} [{Path(infos[index].path).name}]"
     if len(set(zip(labels, (i.protocol for i in infos), (i.suite for i in infos)))) < len(infos):
         raise ReportError(
-            "two run directories with the same name report the same suite, label and protocol: "
+            "two run directories with the same folder name report the same suite, label and protocol: "
             + ", ".join(i.path for i in infos)
         )
     return labels
