@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,7 +29,7 @@ TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the 
 # Runs the real CLI in a subprocess, with the test-only `echo` policy registered first.
 BOOT_CLI = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.registry import POLICIES; "
-    "POLICIES.register('echo', 'test_serving:EchoPolicy'); from vitabench.cli import main; main()"
+    "POLICIES.register('echo', 'test_serving:EchoPolicy'); POLICIES.register('dying', 'test_serving:DyingPolicy'); from vitabench.cli import main; main()"
 )
 BOOT_OPENPI = "import sys; sys.path.insert(0, sys.argv[1]); import test_serving; test_serving.run_openpi_like_server()"
 
@@ -60,6 +62,21 @@ class EchoPolicy(BasePolicy):
             out[row, :, 6] = np.arange(self.spec.chunk)
             self.calls[slot] = self.calls.get(slot, 0) + 1
         return out
+
+
+class DyingPolicy(BasePolicy):
+    """Zero actions, no camera; the serving process dies on act number ``die_after + 1``."""
+
+    def __init__(self, die_after: int = 2) -> None:
+        self.spec = PolicySpec(state_keys=())
+        self.die_after = die_after
+        self.acts = 0
+
+    def act(self, observations, slots=None):
+        self.acts += 1
+        if self.acts > self.die_after:
+            os._exit(3)
+        return np.zeros((len(observations), 1, 7), np.float32)
 
 
 def observation(value: int = 10, ee_x: float = 0.25, instruction: str = "put the bowl on the plate") -> dict:
@@ -307,3 +324,43 @@ def test_health_check_answers_like_openpi(echo_server):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(http_url, timeout=5) as response:
         assert response.status == 200
+
+
+def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1) -> list[dict]:
+    """``vitabench run`` on two short episodes of libero_object task 0; its records by episode."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "vitabench"), "run", "--policy", policy, *args,
+         "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "2", "--max-steps", "5",
+         "--workers", str(workers), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"},
+    )
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert records, result.stderr
+    return sorted(records, key=lambda r: r["episode_id"])
+
+
+def test_run_in_process_and_remote_give_identical_episodes(tmp_path):
+    proc, url = start(BOOT_CLI, "serve", "--policy", "random", "--port", "0")
+    try:
+        local = vitabench_run(tmp_path / "local", "random")
+        remote = vitabench_run(tmp_path / "remote", "remote", "--policy-arg", f"url={url}", workers=2)
+    finally:
+        stop(proc)
+    keys = ("episode_id", "init_state_id", "seed", "status", "success", "steps")
+    assert [r["status"] for r in remote] == ["ok", "ok"]
+    assert [{k: r[k] for k in keys} for r in remote] == [{k: r[k] for k in keys} for r in local]
+    # the state trajectories themselves are identical, not only the outcomes
+    assert [r["extra"]["state_digest"] for r in remote] == [r["extra"]["state_digest"] for r in local]
+    assert local[0]["extra"]["state_digest"] != local[1]["extra"]["state_digest"]
+
+
+def test_a_dying_server_gives_error_episodes_and_the_run_goes_on(tmp_path):
+    proc, url = start(BOOT_CLI, "serve", "--policy", "dying", "--port", "0")
+    try:
+        records = vitabench_run(tmp_path / "run", "remote", "--policy-arg", f"url={url}")
+    finally:
+        stop(proc)
+    assert [r["status"] for r in records] == ["error", "error"]
+    assert [r["success"] for r in records] == [None, None]
+    assert f"policy server {url} failed: the connection closed" in records[0]["error"]
+    assert f"cannot reach policy server {url}: connection refused" in records[1]["error"]
