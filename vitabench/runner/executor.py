@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal, Protocol as TypingProtocol, Sequence
 import numpy as np
 
 from vitabench.api.episode import Episode
-from vitabench.api.policy import Policy, PolicySpec, check_actions
+from vitabench.api.policy import ACTION_DIM, Policy, PolicySpec, check_actions
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Suite
 from vitabench.runner.video import VideoMode, VideoWriter
@@ -216,11 +216,13 @@ class _Lockstep:
 
     # -- replies ------------------------------------------------------------------------------
     def _collect(self) -> None:
-        """Take replies: every due step reply, and at least one reply of any kind."""
+        """Take replies: every due step reply and at least one reply; when only resets are due
+        (the start of a run), all of them, so the first ``act`` serves every slot at once."""
         progressed = False
+        only_resets = all(r.awaiting != "step" for r in self.running.values())
         while True:
             due = {s: r for s, r in self.running.items() if r.awaiting is not None}
-            if not due or (progressed and not any(r.awaiting == "step" for r in due.values())):
+            if not due or (progressed and not only_resets and all(r.awaiting == "reset" for r in due.values())):
                 return
             waitables = {w: s for s in due for w in self.workers[s].waitables()}
             timeout = max(0.0, min(r.deadline for r in due.values()) - time.monotonic())
@@ -286,15 +288,17 @@ class _Lockstep:
         if not slots:
             return
         try:
-            actions = np.asarray(self.policy.act([self.running[s].obs for s in slots], slots), dtype=np.float32)
-            if actions.ndim not in (2, 3) or actions.shape[0] != len(slots):
+            actions = self.policy.act([self.running[s].obs for s in slots], slots)
+            array = np.asarray(actions, dtype=np.float32)
+            array = array[:, None, :] if array.ndim == 2 else array
+            if array.ndim != 3 or array.shape[0] != len(slots) or array.shape[1] < 1 or array.shape[2] != ACTION_DIM:
                 check_actions(actions, len(slots))  # raises, naming the shape
         except Exception as exc:  # noqa: BLE001 - a policy failure is an episode error
             for slot in slots:
                 self._finish(slot, error=f"policy act failed: {type(exc).__name__}: {exc}")
             return
         for row, slot in enumerate(slots):
-            try:
-                self.running[slot].actions.extend(check_actions(actions[row : row + 1], 1)[0])
+            try:  # one slot's non-finite action does not end the others' episodes
+                self.running[slot].actions.extend(check_actions(array[row : row + 1], 1)[0])
             except ValueError as exc:
                 self._finish(slot, error=f"policy act failed: {exc}")

@@ -1,0 +1,319 @@
+"""Runner behaviour that needs no simulator: option parsing, fault handling, resume rules, videos.
+
+Faults are injected through ``FaultyEnv``, a small Gymnasium-style env whose tasks raise, hang
+or succeed at chosen steps; the worker processes that run it are the real ones (spawned,
+piped, killed and replaced exactly as with LIBERO). LIBERO end-to-end checks are in
+``test_runner_libero.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+
+from vitabench.api import BasePolicy, PolicySpec, Suite, Task, VitabenchError
+from vitabench.cli.policy_options import parse_policy_args
+from vitabench.cli.run import parse_tasks
+from vitabench.registry import POLICIES, SUITES
+from vitabench.runner import run_evaluation
+from vitabench.runner.store import RunStore
+from vitabench.runner.video import VideoMode
+
+VENV_PYTHON = sys.executable
+
+# -- a suite whose environment fails on purpose ------------------------------------------------
+
+#: task id -> (fault, init state that triggers it, step at which it triggers)
+FAULTS: dict[int, tuple[str, int, int]] = {0: ("none", -1, 0), 1: ("raise", 1, 2), 2: ("hang", 0, 2), 3: ("exit", 1, 2)}
+
+
+class FaultyEnv:
+    """Deterministic toy env: success at step 3 from even init states; faults per ``FAULTS``."""
+
+    def __init__(self, task: Task, protocol: Any, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
+        self.task, self.cameras, self.resolution = task, tuple(cameras), resolution or 16
+        self.max_steps = max_steps or 10
+        self.init_state, self.steps, self.position = 0, 0, 0.0
+
+    def _obs(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {
+            "state": {"ee_pos": np.array([self.init_state, self.steps, self.position], dtype=np.float32)},
+            "instruction": self.task.instruction,
+        }
+        if self.cameras:
+            shade = np.uint8(20 * self.steps % 255)
+            obs["images"] = {c: np.full((self.resolution, self.resolution, 3), shade, np.uint8) for c in self.cameras}
+        return obs
+
+    def reset(self, seed=None, options=None):
+        self.init_state, self.steps, self.position = int((options or {}).get("init_state", 0)), 0, 0.0
+        return self._obs(), {"success": False, "steps": 0}
+
+    def step(self, action):
+        fault, init_state, at_step = FAULTS[self.task.task_id]
+        self.steps += 1
+        self.position += float(np.asarray(action).sum())
+        if self.init_state == init_state and self.steps == at_step:
+            if fault == "raise":
+                raise RuntimeError("simulated simulator failure")
+            if fault == "hang":
+                time.sleep(3600)
+            if fault == "exit":
+                os.kill(os.getpid(), signal.SIGKILL)
+        success = self.init_state % 2 == 0 and self.steps == 3
+        return self._obs(), float(success), success, self.steps >= self.max_steps, {"success": success, "steps": self.steps}
+
+    def close(self) -> None:
+        pass
+
+
+def load_faulty_suite(name: str) -> Suite:
+    tasks = tuple(Task(name, i, f"task_{i}_{FAULTS[i][0]}", f"do task {i}", n_init_states=4) for i in FAULTS)
+    return Suite(name=name, steps_key="libero_object", tasks=tasks, env_entry_point="test_runner:FaultyEnv")
+
+
+class NanPolicy(BasePolicy):
+    """NaN actions for every slot: the runner must record errors, not crash."""
+
+    spec = PolicySpec(state_keys=("ee_pos",))
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int] | None = None) -> np.ndarray:
+        return np.full((len(observations), 1, 7), np.nan, dtype=np.float32)
+
+
+class ShapePolicy(BasePolicy):
+    """Returns actions of the wrong shape."""
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int] | None = None) -> np.ndarray:
+        return np.zeros((len(observations), 6), dtype=np.float32)
+
+
+class CountingPolicy(BasePolicy):
+    """Deterministic chunked policy that logs every batch it is asked for."""
+
+    batches: list[list[int]] = []
+
+    def __init__(self, chunk: int = 2) -> None:
+        self.spec = PolicySpec(state_keys=("ee_pos",), chunk=chunk)
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int] | None = None) -> np.ndarray:
+        CountingPolicy.batches.append(list(slots or []))
+        steps = np.array([o["state"]["ee_pos"][1] for o in observations], dtype=np.float32)
+        return np.repeat((0.01 * steps)[:, None, None], self.spec.chunk, axis=1) * np.ones((1, 1, 7), np.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered() -> None:
+    SUITES.register("faulty", "test_runner:load_faulty_suite")
+    POLICIES.register("nan_test", "test_runner:NanPolicy")
+    POLICIES.register("shape_test", "test_runner:ShapePolicy")
+    POLICIES.register("counting_test", "test_runner:CountingPolicy")
+
+
+def _records(run_dir: Path) -> dict[str, Any]:
+    return {r.episode_id: r for r in RunStore(run_dir).records()}
+
+
+def _lines(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+
+
+# -- option parsing ---------------------------------------------------------------------------
+
+
+def test_policy_args_file_then_pairs(tmp_path: Path) -> None:
+    config = tmp_path / "policy.toml"
+    config.write_text('chunk = 4\nname = "from-file"\nscale = 0.5\n')
+    args = parse_policy_args(["chunk=8", "flag=true", "tags=[1, 2]", "path=/tmp/x", 'quoted="7"'], config)
+    assert args == {"chunk": 8, "name": "from-file", "scale": 0.5, "flag": True, "tags": [1, 2], "path": "/tmp/x", "quoted": "7"}
+    (tmp_path / "p.json").write_text('{"chunk": 3}')
+    assert parse_policy_args([], tmp_path / "p.json") == {"chunk": 3}
+
+
+@pytest.mark.parametrize("pair", ["novalue", "=3", "bad key=1"])
+def test_policy_arg_bad_pair(pair: str) -> None:
+    with pytest.raises(VitabenchError, match="KEY=VALUE"):
+        parse_policy_args([pair], None)
+
+
+def test_policy_config_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(VitabenchError, match="cannot be read"):
+        parse_policy_args([], tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("chunk = = 3")
+    with pytest.raises(VitabenchError, match="not valid TOML"):
+        parse_policy_args([], tmp_path / "bad.toml")
+
+
+def test_parse_tasks_and_video_modes() -> None:
+    assert parse_tasks("0,3") == [0, 3]
+    assert parse_tasks("0-2,7") == [0, 1, 2, 7]
+    assert parse_tasks(None) is None
+    for bad in ("0,x", "1,1", ""):
+        with pytest.raises(VitabenchError):
+            parse_tasks(bad)
+    assert VideoMode.parse("sample:2").sample == 2
+    for bad in ("sample:0", "some", "sample:x"):
+        with pytest.raises(VitabenchError, match="accepted: none, failures"):
+            VideoMode.parse(bad)
+
+
+# -- fault handling ---------------------------------------------------------------------------
+
+
+def test_env_exception_and_worker_death_are_episode_errors(tmp_path: Path) -> None:
+    out = run_evaluation("zero", {}, "faulty", tasks=[0, 1, 3], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run")
+    records = _records(out)
+    assert len(records) == 9 and len(_lines(out)) == 9
+    errors = {e: r.error for e, r in records.items() if r.status == "error"}
+    assert set(errors) == {"faulty/t001/e0001", "faulty/t003/e0001"}
+    assert "RuntimeError: simulated simulator failure" in errors["faulty/t001/e0001"]
+    assert "died (signal SIGKILL)" in errors["faulty/t003/e0001"]
+    for episode_id, record in records.items():
+        if record.status == "error":
+            assert record.success is None
+        else:  # the episodes after a fault ran normally on a rebuilt env or a replaced worker
+            assert record.success == (record.init_state_id % 2 == 0)
+            assert record.steps == (3 if record.success else 5)
+
+
+def test_hung_worker_times_out_and_is_replaced(tmp_path: Path) -> None:
+    start = time.monotonic()
+    out = run_evaluation("zero", {}, "faulty", tasks=[2], episodes_per_task=2, max_steps=5, out=tmp_path / "run", step_timeout=1.0)
+    assert time.monotonic() - start < 60
+    records = _records(out)
+    assert records["faulty/t002/e0000"].status == "error"
+    assert "no step reply within 1 s" in records["faulty/t002/e0000"].error
+    assert records["faulty/t002/e0001"].status == "ok"
+    assert records["faulty/t002/e0001"].worker["pid"] != records["faulty/t002/e0000"].worker["pid"]
+
+
+@pytest.mark.parametrize(("policy", "message"), [("nan_test", "non-finite action"), ("shape_test", "actions of shape")])
+def test_bad_policy_actions_are_episode_errors(tmp_path: Path, policy: str, message: str) -> None:
+    out = run_evaluation(policy, {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run")
+    records = _records(out)
+    assert len(records) == 3
+    assert all(r.status == "error" and message in r.error and r.steps == 0 for r in records.values())
+
+
+def test_cli_errored_episodes_exit_3_with_one_line(tmp_path: Path) -> None:
+    script = (
+        "import sys; sys.path.insert(0, %r);"
+        "from vitabench.registry import POLICIES, SUITES;"
+        "SUITES.register('faulty', 'test_runner:load_faulty_suite');"
+        "POLICIES.register('nan_test', 'test_runner:NanPolicy');"
+        "from vitabench.cli import main; main()"
+    ) % str(Path(__file__).parent)
+    args = ["run", "--policy", "nan_test", "--suite", "faulty", "--tasks", "0", "--episodes-per-task", "2", "--max-steps", "5", "--out", str(tmp_path / "run"), "--quiet"]
+    done = subprocess.run([VENV_PYTHON, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "2 episode(s) errored" in lines[0] and "non-finite" in lines[0]
+    assert "overall" in done.stdout  # the summary is printed even with --quiet
+
+
+def test_chunks_are_executed_and_slots_batched(tmp_path: Path) -> None:
+    CountingPolicy.batches.clear()
+    out = run_evaluation("counting_test", {"chunk": 2}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, workers=2, out=tmp_path / "run")
+    records = _records(out)
+    assert [records[e].steps for e in sorted(records)] == [3, 5]  # init state 0 succeeds at step 3
+    # 5 steps with chunks of 2 need 3 calls per episode; the first call serves both slots at once
+    assert sum(len(b) for b in CountingPolicy.batches) == 2 + 3
+    assert [0, 1] in CountingPolicy.batches
+
+
+# -- run directory rules ------------------------------------------------------------------------
+
+
+def test_resume_refuses_other_policy_protocol_manifest(tmp_path: Path) -> None:
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "run")
+    before = (out / "episodes.jsonl").read_bytes()
+    common = dict(tasks=[0], episodes_per_task=2, max_steps=5, out=out, resume=True)
+    cases = [
+        (dict(common, policy_name="random"), "policy"),
+        (dict(common, policy_name="zero", policy_args={"chunk": 2}), "policy"),
+        (dict(common, policy_name="zero", max_steps=6), "protocol standard\\+max_steps=5"),
+        (dict(common, policy_name="zero", seed=3), "protocol"),
+        (dict(common, policy_name="zero", episodes_per_task=3), "manifest"),
+        (dict(common, policy_name="zero", tasks=[0, 1]), "manifest"),
+    ]
+    for kwargs, what in cases:
+        name = kwargs.pop("policy_name")
+        args = kwargs.pop("policy_args", {})
+        with pytest.raises(VitabenchError, match=f"holds .*{what}"):
+            run_evaluation(name, args, "faulty", **kwargs)
+    assert (out / "episodes.jsonl").read_bytes() == before
+    with pytest.raises(VitabenchError, match="not empty; pass --resume"):
+        run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(VitabenchError, match="holds no vitabench run"):
+        run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "other", resume=True)
+
+
+def test_resume_retries_errors_and_repairs_torn_line(tmp_path: Path) -> None:
+    out = run_evaluation("zero", {}, "faulty", tasks=[1], episodes_per_task=3, max_steps=5, out=tmp_path / "run")
+    assert _records(out)["faulty/t001/e0001"].status == "error"
+    with open(out / "episodes.jsonl", "ab") as handle:
+        handle.write(b'{"episode_id": "faulty/t001/e00')  # what a crash mid-write would leave
+    run_evaluation("zero", {}, "faulty", tasks=[1], episodes_per_task=3, max_steps=5, out=out, resume=True)
+    lines = _lines(out)  # parses every line: the torn one is gone
+    assert [line["episode_id"] for line in lines].count("faulty/t001/e0001") == 2  # the error stays as history
+    assert _records(out)["faulty/t001/e0001"].status == "error"  # it fails again: deterministic fault
+    run_dir_config = json.loads((out / "run.json").read_text())
+    assert [s["episodes_to_run"] for s in run_dir_config["sessions"]] == [3, 1]
+
+
+def test_bad_inputs_write_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    bad_protocol = tmp_path / "bad.toml"
+    bad_protocol.write_text('name = "x"\n')
+    cases = [
+        (dict(policy_name="nope", suite="faulty"), "unknown policy 'nope'"),
+        (dict(policy_name="zero", suite="nope"), "unknown suite 'nope'"),
+        (dict(policy_name="zero", suite="faulty", tasks=[9]), "task 9 is not in suite 'faulty'; accepted: 0-3"),
+        (dict(policy_name="zero", suite="faulty", protocol=str(bad_protocol)), "missing protocol field"),
+        (dict(policy_name="zero", suite="faulty", protocol="nope"), "unknown protocol 'nope'"),
+        (dict(policy_name="zero", suite="faulty", video="some"), "--video 'some'"),
+        (dict(policy_name="zero", suite="faulty", max_steps=0), "--max-steps 0"),
+        (dict(policy_name="zero", suite="faulty", episodes_per_task=0), "episodes per task 0"),
+        (dict(policy_name="zero", suite="faulty", workers=0), "--workers 0"),
+        (dict(policy_name="zero", suite="faulty", policy_args={"chunk": 0}), "chunk=0"),
+        (dict(policy_name="zero", suite="faulty", policy_args={"nope": 1}), "rejected its arguments"),
+    ]
+    for kwargs, message in cases:
+        name, suite = kwargs.pop("policy_name"), kwargs.pop("suite")
+        args = kwargs.pop("policy_args", {})
+        with pytest.raises(VitabenchError) as info:
+            run_evaluation(name, args, suite, out=out, **kwargs)
+        assert message in str(info.value) and "\n" not in str(info.value)
+        assert not out.exists()
+
+
+# -- videos -----------------------------------------------------------------------------------
+
+
+def test_videos_sample_and_failures(tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, out=tmp_path / "s", video="sample:2")
+    records = _records(out)
+    assert records["faulty/t000/e0000"].video == "videos/faulty_t000_e0000__success.mp4"
+    assert records["faulty/t000/e0001"].video == "videos/faulty_t000_e0001__failure.mp4"
+    assert records["faulty/t000/e0002"].video is None
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["faulty_t000_e0000__success.mp4", "faulty_t000_e0001__failure.mp4"]
+    frames = iio.imread(out / "videos/faulty_t000_e0001__failure.mp4")
+    # reset + 5 steps; the protocol's two cameras side by side at its resolution
+    assert frames.shape == (6, 256, 512, 3)
+
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "f", video="failures")
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["faulty_t000_e0001__failure.mp4"]
+    assert _records(out)["faulty/t000/e0000"].video is None
