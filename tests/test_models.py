@@ -1,0 +1,264 @@
+"""The teacher and the VITA-VLA student as models and as policies: checkpoints, batching,
+gradients, ablations, and real LIBERO steps / runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.protocol import load_protocol
+from vitabench.api.suite import Task
+from vitabench.policies.models.checkpoint import save_checkpoint, weights_hash
+from vitabench.policies.models.common import FrameBatch, action_loss
+from vitabench.policies.models.student import STUDENT_PRESETS, StudentModel
+from vitabench.registry import make_policy
+
+CAMERAS = ("agentview", "robot0_eye_in_hand")
+TASK = Task("libero_goal", 0, "test", "open the middle drawer of the cabinet", 50)
+INSTRUCTIONS = ("open the middle drawer of the cabinet", "put the bowl on the plate", "turn on the stove")
+RAW = {"teacher": {}, "vita_vla": {"ensemble": "none"}}  # the model policy without ensembling
+
+torch.set_num_threads(1)
+
+
+def observation(rng: np.random.Generator, instruction: str, size: int = 64) -> dict:
+    quat = rng.normal(size=4)
+    return {
+        "images": {camera: rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for camera in CAMERAS},
+        "state": {
+            "ee_pos": rng.normal(size=3).astype(np.float32),
+            "ee_quat": (quat / np.linalg.norm(quat)).astype(np.float32),
+            "gripper_qpos": rng.uniform(-0.04, 0.04, size=2).astype(np.float32),
+        },
+        "instruction": instruction,
+    }
+
+
+def episode_steps(n_steps: int, n_slots: int, seed: int = 0) -> list[list[dict]]:
+    rng = np.random.default_rng(seed)
+    return [[observation(rng, INSTRUCTIONS[s % len(INSTRUCTIONS)]) for s in range(n_slots)] for _ in range(n_steps)]
+
+
+def rollout(policy, steps: list[list[dict]]) -> list[np.ndarray]:
+    for slot in range(len(steps[0])):
+        policy.reset(TASK, slot=slot)
+    return [policy.act(batch) for batch in steps]
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict:
+    return {name: make_policy(name, preset="tiny", device="cpu", **RAW[name]) for name in RAW}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(policies, tmp_path_factory) -> dict[str, Path]:
+    protocol = load_protocol("vita_vla_paper")
+    paths = {}
+    for name, policy in policies.items():
+        paths[name] = tmp_path_factory.mktemp(name)
+        save_checkpoint(policy.model, paths[name], policy.spec, protocol)
+    return paths
+
+
+@pytest.mark.parametrize("name", list(RAW))
+def test_save_load_round_trip_gives_identical_actions(name, policies, checkpoints):
+    steps = episode_steps(n_steps=4, n_slots=2)
+    before = rollout(policies[name], steps)
+    loaded = make_policy(name, checkpoint=str(checkpoints[name]), device="cpu", protocol="vita_vla_paper", **RAW[name])
+    after = rollout(loaded, steps)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert before[-1].shape == (2, 3, 7) and before[-1].dtype == np.float32
+    assert loaded.checkpoint_hash == weights_hash(checkpoints[name] / "model.safetensors")
+    assert policies[name].checkpoint_hash is None
+    assert loaded.spec.cameras == CAMERAS and loaded.spec.history == 7 and loaded.spec.chunk == 3
+    assert set(np.unique(after[-1][..., 6])) <= {-1.0, 1.0}
+    assert np.all(np.abs(after[-1][..., :6]) <= 1.0)
+
+
+@pytest.mark.parametrize("name", list(RAW))
+def test_batched_act_equals_per_slot_act(name, policies):
+    policy = policies[name]
+    steps = episode_steps(n_steps=3, n_slots=3, seed=1)
+    batched = rollout(policy, steps)
+    # slot 2 restarts its episode: its history is shorter than the others' in the same batch
+    policy.reset(TASK, slot=2)
+    extra = episode_steps(n_steps=1, n_slots=3, seed=2)[0]
+    batched.append(policy.act(extra))
+    for slot in range(3):
+        policy.reset(TASK, slot=slot)
+        alone = [policy.act([batch[slot]], [slot]) for batch in steps]
+        if slot == 2:
+            policy.reset(TASK, slot=slot)
+        alone.append(policy.act([extra[slot]], [slot]))
+        for together, single in zip(batched, alone):
+            np.testing.assert_allclose(together[slot], single[0], atol=1e-5)
+
+
+def tiny_student(**overrides) -> StudentModel:
+    torch.manual_seed(0)
+    return StudentModel.build(dataclasses.replace(STUDENT_PRESETS["tiny"], **overrides))
+
+
+def frame_batch(n_rows: int = 2, n_frames: int = 3) -> FrameBatch:
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.ones(n_rows, n_frames, dtype=torch.bool)
+    mask[0, -1] = False
+    images = {c: torch.randint(0, 256, (n_rows, n_frames, 64, 64, 3), dtype=torch.uint8, generator=generator) for c in CAMERAS}
+    return FrameBatch(images, torch.randn(n_rows, n_frames, 8, generator=generator), mask, list(INSTRUCTIONS[:n_rows]))
+
+
+def backward(model: StudentModel) -> None:
+    batch = frame_batch()
+    target = torch.cat([torch.rand(2, 3, 3, 6) * 2 - 1, torch.ones(2, 3, 3, 1)], dim=-1)
+    loss = action_loss(model(batch).actions, target, mask=batch.frame_mask[..., None].expand(-1, -1, 3))
+    loss.backward()
+
+
+def has_gradient(parameter: torch.nn.Parameter) -> bool:
+    return parameter.grad is not None and bool(parameter.grad.abs().sum() > 0)
+
+
+def test_student_loss_reaches_added_parts_and_nothing_frozen():
+    model = tiny_student(freeze_vlm=True)
+    backward(model)
+    assert has_gradient(model.action_token)
+    for part in (model.state_encoder, model.mapper, model.action_decoder):
+        assert all(has_gradient(p) for p in part.parameters())
+    assert model.vlm_trainable() == []
+    assert all(p.grad is None for p in model.vlm.parameters())
+
+
+def test_unfrozen_student_trains_the_language_model_but_not_vision_projector_head():
+    model = tiny_student(freeze_vlm=False)
+    backward(model)
+    decoder_layers = [p for n, p in model.language_model.named_parameters() if n.startswith("layers.")]
+    assert decoder_layers and all(has_gradient(p) for p in decoder_layers)
+    frozen = [*model.vlm.model.vision_tower.parameters(), *model.vlm.model.multi_modal_projector.parameters(), model.vlm.lm_head.weight]
+    assert all(p.grad is None and not p.requires_grad for p in frozen)
+
+
+def test_ablations_change_the_model_and_still_act():
+    model = tiny_student(action_token=False, state_encoder=False)
+    assert not hasattr(model, "action_token") and not hasattr(model, "state_encoder")
+    batch = frame_batch()
+    with torch.inference_mode():
+        actions = model(batch).newest_actions(batch)
+    assert actions.shape == (2, 3, 7)
+    # one readout per frame without the action token: the chunk repeats one action
+    assert torch.equal(actions[:, 0], actions[:, 1]) and torch.equal(actions[:, 1], actions[:, 2])
+    with_token = tiny_student()
+    with torch.inference_mode():
+        chunk = with_token(batch).newest_actions(batch)
+    assert not torch.equal(chunk[:, 0, :6], chunk[:, 1, :6])
+
+
+@pytest.mark.parametrize("name", list(RAW))
+def test_features_of_a_frame_ignore_later_frames(name, policies):
+    model = policies[name].model
+    batch = frame_batch(n_rows=1, n_frames=3)
+    changed = FrameBatch(
+        {c: torch.cat([v[:, :2], 255 - v[:, 2:]], dim=1) for c, v in batch.images.items()},
+        torch.cat([batch.state[:, :2], batch.state[:, 2:] + 1], dim=1),
+        torch.ones(1, 3, dtype=torch.bool),
+        batch.instructions,
+    )
+    batch.frame_mask[:] = True
+    with torch.inference_mode():
+        first, second = model(batch).latent, model(changed).latent
+    torch.testing.assert_close(first[:, :2], second[:, :2], atol=1e-5, rtol=0)
+    assert not torch.allclose(first[:, 2], second[:, 2])
+
+
+def test_untrained_preset_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="vitabench.policies"):
+        policy = make_policy("teacher", preset="tiny", device="cpu")
+    assert "UNTRAINED" in caplog.text and policy.checkpoint_hash is None
+
+
+def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(checkpoints, tmp_path):
+    teacher_dir = checkpoints["teacher"]
+
+    def fails(expected: str, name: str = "teacher", **args) -> None:
+        with pytest.raises(VitabenchError, match=expected):
+            make_policy(name, device="cpu", **args)
+
+    fails("is not a directory", checkpoint=str(tmp_path / "nowhere"))
+    fails("needs checkpoint=DIR or preset=NAME")
+    fails("preset='huge'; accepted: tiny, paper", preset="huge")
+    fails("holds a 'teacher' model, not a 'vita_vla' model", name="vita_vla", checkpoint=str(teacher_dir))
+    fails(r"trained with cameras agentview, robot0_eye_in_hand, not agentview", checkpoint=str(teacher_dir), cameras="agentview")
+    fails(r"trained under vita_vla_paper@1#\w+, not standard@", checkpoint=str(teacher_dir), protocol="standard")
+    fails("trained with state_encoder=True, not False", name="vita_vla", checkpoint=str(checkpoints["vita_vla"]), state_encoder="false")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tokenizer").symlink_to(teacher_dir / "tokenizer")
+    for file in ("config.json", "spec.json"):
+        (broken / file).write_bytes((teacher_dir / file).read_bytes())
+    fails("lacks model.safetensors", checkpoint=str(broken))
+    weights = (teacher_dir / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    fails("corrupt or truncated", checkpoint=str(broken))
+    (broken / "model.safetensors").write_bytes(weights)
+    config = json.loads((teacher_dir / "config.json").read_text())
+    config["config"]["hidden"] = 128
+    (broken / "config.json").write_text(json.dumps(config))
+    fails(r"does not fit its config: \d+ tensor shape\(s\) differ, e.g. ", checkpoint=str(broken))
+    (broken / "config.json").write_text("{not json")
+    fails("is not valid JSON", checkpoint=str(broken))
+
+
+def test_policies_step_a_real_libero_env(policies):
+    pytest.importorskip("libero")
+    from vitabench.envs.libero_env import LiberoEnv
+    from vitabench.registry import get_suite
+
+    task = get_suite("libero_goal").task(0)
+    protocol = load_protocol("vita_vla_paper")
+    student = make_policy("vita_vla", preset="tiny", device="cpu")  # with temporal ensembling
+    spec = policies["teacher"].spec
+    env = LiberoEnv(task, protocol, cameras=spec.cameras, resolution=spec.resolution, state_keys=spec.state_keys)
+    try:
+        for policy in (policies["teacher"], student):
+            obs, _ = env.reset(seed=protocol.seed, options={"init_state": 0})
+            policy.reset(task, slot=0)
+            start = obs["state"]["ee_pos"].copy()
+            for _ in range(4):
+                chunk = policy.act([obs], [0])
+                assert chunk.shape[0] == 1 and chunk.shape[2] == 7 and np.isfinite(chunk).all()
+                for action in chunk[0]:
+                    obs, _, terminated, truncated, _ = env.step(action)
+            assert obs["images"]["agentview"].shape == (128, 128, 3)
+            assert not np.allclose(obs["state"]["ee_pos"], start)  # the arm moved
+        assert student.spec.chunk == 1  # the ensembling wrapper returns one action per step
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("name", list(RAW))
+def test_vitabench_run_completes_libero_episodes_with_records(name, tmp_path):
+    out = tmp_path / "run"
+    command = [
+        str(Path(sys.executable).parent / "vitabench"), "run", "--policy", name, "--policy-arg", "preset=tiny",
+        "--policy-arg", "device=cpu", "--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1",
+        "--max-steps", "10", "--protocol", "vita_vla_paper", "--out", str(out), "--quiet",
+    ]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(records) == 1
+    record = records[0]
+    assert record["status"] == "ok", record
+    assert record["policy"]["name"] == name and record["policy"]["checkpoint_hash"] is None
+    assert record["steps"] == 10
