@@ -8,7 +8,7 @@ import click
 import typer
 
 from vitabench.api.errors import VitabenchError
-from vitabench.cli import listing
+from vitabench.cli import doctor, listing
 from vitabench.cli import run as run_command
 from vitabench.cli import report as report_commands
 from vitabench.cli import serve as serve_command
@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Benchmark vision-language-action policies on LIBERO and real robots.",
 )
 app.add_typer(listing.app, name="list")
+app.command("doctor")(doctor.doctor)
 app.command("run")(run_command.run)
 report_commands.register(app)
 app.command("serve")(serve_command.serve)

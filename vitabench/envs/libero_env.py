@@ -152,7 +152,7 @@ class LiberoEnv(gym.Env):
         if seed is not None:
             self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
         self._env.reset()
-        self._reset_gripper_state()
+        self.clear_gripper_state()
         raw = self._env.set_init_state(self.init_states[index])
         settle = np.asarray(self.protocol.settle_action, dtype=np.float64)
         for _ in range(self.protocol.settle_steps):
@@ -162,7 +162,7 @@ class LiberoEnv(gym.Env):
         obs = self._observation(raw)
         return obs, {"success": self._success, "steps": 0, "init_state": index}
 
-    def _reset_gripper_state(self) -> None:
+    def clear_gripper_state(self) -> None:
         """Clear the grippers' internal command state, which robosuite's soft reset keeps.
 
         Without this, an episode's first gripper commands depend on how the previous episode
