@@ -19,12 +19,18 @@ def section_html(section: Section) -> str:
     body = []
     for index, row in enumerate(section.rows):
         css = ' class="flagged"' if index in section.flagged_rows else ""
-        body.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        body.append(f"<tr{css}>" + "".join(_cell(c) for c in row) + "</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in section.notes)
     return (
         f"<h2>{html.escape(section.title)}</h2>\n"
         f'<table class="vb"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>\n{notes}'
     )
+
+
+def _cell(text: str) -> str:
+    """Long cells (task names, findings) wrap; short ones (rates, counts) stay on one line."""
+    css = ' class="wrap"' if len(text) > 40 else ""
+    return f"<td{css}>{html.escape(text)}</td>"
 
 
 def figure_html(svg: str, caption: str, css_id: str) -> str:

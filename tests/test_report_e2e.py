@@ -1,0 +1,85 @@
+"""End to end: real `vitabench run` output reported, compared and ablated through the CLI.
+
+The candidate is a real run of the `zero` policy. vitabench has no scripted (task-solving)
+policy, so the high-success baseline is that run's own records rewritten as successes of a
+policy named `scripted`: same manifest, same episode ids, same protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vitabench.runner.store import RunStore
+
+ENV = {**os.environ, "MUJOCO_GL": "egl"}
+
+
+def vitabench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    code = "import sys; from vitabench.cli import main; sys.argv = ['vitabench', *sys.argv[1:]]; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def zero_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("e2e") / "zero"
+    result = vitabench(
+        "run", "--policy", "zero", "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "6",
+        "--max-steps", "5", "--out", str(out), "--quiet",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def rewrite_as_successes(run: Path, out: Path) -> Path:
+    store = RunStore(run)
+    config = store.config()
+    config["policy"] = {**config["policy"], "name": "scripted"}
+    baseline = RunStore(out)
+    baseline.create(config, store.manifest())
+    for record in store.records():
+        policy = {**record.policy, "name": "scripted"}
+        baseline.append(dataclasses.replace(record, success=True, status="ok", error=None, policy=policy))
+    return out
+
+
+def test_report_and_compare_real_runs(zero_run, tmp_path) -> None:
+    report = vitabench("report", str(zero_run), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    overall = next(r for r in json.loads(report.stdout)["long"] if r["level"] == "overall")
+    assert (overall["label"], overall["ok"], overall["successes"]) == ("zero", 6, 0)
+    assert overall["protocol"].startswith("standard+max_steps=5@1#")
+
+    same = vitabench("compare", str(zero_run), str(zero_run))
+    assert same.returncode == 0 and "no significant regression" in same.stdout
+
+    baseline = rewrite_as_successes(zero_run, tmp_path / "scripted")
+    regression = vitabench("compare", str(baseline), str(zero_run), "--summary", str(tmp_path / "summary.md"))
+    assert regression.returncode == 1, regression.stderr
+    summary = (tmp_path / "summary.md").read_text()
+    assert "REGRESSION" in summary and "b = 6" in summary and "0.01562" in summary  # 0.5 ** 6
+
+    side_by_side = vitabench("report", str(baseline), str(zero_run), "--format", "md")
+    assert "| scripted |" in side_by_side.stdout and "| zero |" in side_by_side.stdout
+
+
+def test_ablate_runs_missing_variants_then_reuses_them(tmp_path) -> None:
+    spec = Path(__file__).parents[1] / "reports" / "ablations" / "baselines_smoke.toml"
+    out = tmp_path / "ablation"
+    first = vitabench("ablate", str(spec), "--out", str(out), "--format", "json")
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = {r["variant"]: r for r in json.loads(first.stdout)["ablation"]}
+    assert set(rows) == {"zero", "random"}
+    assert rows["zero"]["ok"] == 4 and rows["random"]["pairs"] == 4 and rows["random"]["p_value"] is not None
+    for variant in ("zero", "random"):
+        config = RunStore(out / variant / "libero_object").config()
+        assert config["label"] == variant and len(config["sessions"]) == 1
+    again = vitabench("ablate", str(spec), "--out", str(out), "--format", "md")
+    assert again.returncode == 0 and "| zero (reference) |" in again.stdout
+    assert len(RunStore(out / "random" / "libero_object").config()["sessions"]) == 1  # reused, not rerun
