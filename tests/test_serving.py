@@ -232,11 +232,13 @@ def test_remote_resets_and_batches_through_a_vitabench_server(echo_server):
     second.close()
 
 
-def test_random_policy_in_process_and_remote_give_identical_actions():
-    proc, url = start(BOOT_CLI, "serve", "--policy", "random", "--policy-arg", "chunk=4", "--port", "0")
+def test_random_policy_in_process_and_remote_give_identical_actions(tmp_path):
+    (tmp_path / "random.toml").write_text("chunk = 4\n")
+    proc, url = start(BOOT_CLI, "serve", "--policy", "random", "--policy-config", str(tmp_path / "random.toml"), "--port", "0")
     try:
         local = make_policy("random", chunk=4)
         remote = make_policy("remote", url=url)
+        assert remote.metadata["policy_args"] == {"chunk": 4} and remote.spec.chunk == 4
         for policy in (local, remote):
             for slot, seed in ((0, 11), (1, 12), (2, 13)):
                 policy.reset(TASK, slot=slot, seed=seed)
