@@ -59,3 +59,26 @@ def test_bad_chunk_is_a_one_line_error(name):
 def test_slots_must_match_observations():
     with pytest.raises(VitabenchError, match="2 observations but 1 slots"):
         make_policy("zero").act([{}, {}], [0])
+
+
+def test_baselines_drive_a_plain_gymnasium_loop():
+    """One observation in, one action out: ``policy(obs)`` in a plain loop over the LIBERO env."""
+    from vitabench.api.protocol import load_protocol
+    from vitabench.envs.libero_env import LiberoEnv
+    from vitabench.registry import get_suite
+
+    task = get_suite("libero_spatial").task(0)
+    policy = make_policy("random")
+    env = LiberoEnv(task, load_protocol("standard"), cameras=policy.spec.cameras, state_keys=("ee_pos",))
+    try:
+        obs, _ = env.reset(options={"init_state": 0})
+        policy.reset(task, seed=3)
+        start = obs["state"]["ee_pos"].copy()
+        for _ in range(5):
+            action = policy(obs)
+            assert action.shape == (7,) and env.action_space.contains(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            assert not (terminated or truncated)
+        assert np.linalg.norm(obs["state"]["ee_pos"] - start) > 1e-4
+    finally:
+        env.close()
