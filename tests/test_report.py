@@ -234,3 +234,15 @@ def test_compare_refuses_other_protocol_or_no_shared_episodes(tmp_path) -> None:
     assert refused.stderr.strip().count("\n") == 0
     all_errors = write_run(tmp_path / "errors", "zero", "libero_object", lambda e: None)
     assert cli("compare", str(baseline), str(all_errors)).returncode == 2
+
+
+def test_incomplete_run_is_said_so_and_plots_are_written(tmp_path) -> None:
+    run = write_run(tmp_path / "partial", "good", "libero_object", first_k(5))
+    records = run / "episodes.jsonl"
+    records.write_text("".join(records.read_text().splitlines(keepends=True)[:7]))
+    report = build_report([run])
+    assert report.overall.iloc[0]["episodes"] == 7
+    assert any(n.startswith("INCOMPLETE") and "7 of its 20 planned" in n for n in report.notes)
+    result = cli("report", str(run), "--format", "md", "--plots", str(tmp_path / "plots"))
+    assert result.returncode == 0 and "INCOMPLETE" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["suites.png", "suites.svg", "tasks.png", "tasks.svg"]

@@ -34,6 +34,7 @@ class Comparison:
     min_drop: float
     errors_baseline: int  # errored episodes among the shared ids, excluded from the pairs
     errors_candidate: int
+    unshared: tuple[int, int]  # episodes only the baseline / only the candidate has (not compared)
     tasks: pd.DataFrame  # per task: pairs, rates, b, c
 
     @property
@@ -86,7 +87,9 @@ class Comparison:
             f"Paired on {self.counts.n} shared episodes (same episode id, both ran to the end) under protocol "
             f"`{self.baseline.protocol}`. Discordant pairs: baseline-only successes b = {self.counts.only_first}, "
             f"candidate-only successes c = {self.counts.only_second}. One-sided exact McNemar p = P[X ≥ b], "
-            f"X ~ Binomial(b + c, 1/2) = {self.p_value:.4g}.",
+            f"X ~ Binomial(b + c, 1/2) = {self.p_value:.4g}."
+            + (f" Not compared: {self.unshared[0]} episode(s) only in the baseline, {self.unshared[1]} only in "
+               "the candidate." if any(self.unshared) else ""),
             "",
             "| suite | task | pairs | baseline | candidate | b | c |",
             "|---|---|---|---|---|---|---|",
@@ -137,6 +140,7 @@ def compare_runs(baseline_dir: str | Path, candidate_dir: str | Path, alpha: flo
         alpha=alpha, min_drop=min_drop,
         errors_baseline=sum(base_records[e].status != "ok" for e in shared),
         errors_candidate=sum(cand_records[e].status != "ok" for e in shared),
+        unshared=(len(base_records.keys() - cand_records.keys()), len(cand_records.keys() - base_records.keys())),
         tasks=_task_pairs(paired, base_records, base_ok, cand_ok),
     )
 

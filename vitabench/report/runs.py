@@ -135,6 +135,21 @@ def _disambiguate(infos: list[RunInfo]) -> list[str]:
     return labels
 
 
+def completeness_notes(run_dirs: Iterable[str | Path]) -> list[str]:
+    """One note per run whose manifest has episodes without a record (a run still going, or cut short)."""
+    notes = []
+    for run_dir in run_dirs:
+        store = RunStore(Path(run_dir))
+        planned = {e.episode_id for e in store.manifest().episodes}
+        missing = len(planned - {r.episode_id for r in store.records()})
+        if missing:
+            notes.append(
+                f"INCOMPLETE: {run_dir} has records for {len(planned) - missing} of its {len(planned)} planned "
+                "episodes; its rates cover the recorded ones only."
+            )
+    return notes
+
+
 def protocols_frame(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     """One row per protocol of ``run_dirs``: the choices that make its numbers what they are."""
     rows: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from vitabench.report.runs import load_episodes, protocols_frame, suite_sort_key
+from vitabench.report.runs import completeness_notes, load_episodes, protocols_frame, suite_sort_key
 from vitabench.report.stats import wilson_interval
 
 DENOMINATOR_NOTE = (
@@ -154,7 +154,7 @@ def build_report(run_dirs: Sequence[str | Path]) -> Report:
     """Load ``run_dirs`` and build every table of the report."""
     episodes = load_episodes(run_dirs)
     matrix = matrix_table(episodes)
-    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix)]
+    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix), *completeness_notes(run_dirs)]
     if int(matrix["errors"].sum()):
         notes.append(f"{int(matrix['errors'].sum())} episode(s) errored; see the 'errors' counts.")
     return Report(
