@@ -11,5 +11,6 @@ BUILTIN_POLICIES: dict[str, str] = {
     "teacher": "vitabench.policies.teacher:make",
     "vita_vla": "vitabench.policies.vita_vla:make",
     "replay": "vitabench.policies.replay:ReplayPolicy",
+    "scripted": "vitabench.policies.scripted:ScriptedPolicy",
     "remote": "vitabench.policies.remote:RemotePolicy",
 }

@@ -1,10 +1,32 @@
-"""Privileged simulator state for experts (e.g. the scripted policy): object poses from the sim."""
+"""Privileged simulator state for experts (e.g. the scripted policy), a pure function of the env.
+
+``privileged_state(env)`` returns nested dicts of float32 arrays, all in the world frame:
+
+- ``objects``: ``{name: [x, y, z, qw, qx, qy, qz]}`` root-body pose of every object and fixture;
+- ``bboxes``: ``{name: [xmin, ymin, zmin, xmax, ymax, zmax]}`` axis-aligned box around the
+  collision geoms of the object's whole body tree (drawers and doors included);
+- ``extents``: ``{name: [hx, hy, hz, cx, cy, cz]}`` half-sizes and centre of the same geoms in the
+  object's root-body frame (the object's own dimensions, independent of how it lies);
+- ``sites``: ``{name: [x, y, z, qw, qx, qy, qz, sx, sy, sz]}`` pose and half-size of every BDDL
+  region site (``basket_1_contain_region``, ``wooden_cabinet_1_top_region``, ...);
+- ``joints``: ``{name: qpos}`` positions of the hinge and slide joints of articulated objects
+  (drawers, doors, knobs), in the order of the object's ``joints``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import mujoco
 import numpy as np
+
+_FREE_JOINT = 0
+#: Corner signs of a box, for turning a geom's local AABB into its 8 corners.
+_CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
+
+
+def _entities(inner: Any) -> dict[str, Any]:
+    return {**inner.fixtures_dict, **inner.objects_dict}
 
 
 def object_poses(libero_env: Any) -> dict[str, np.ndarray]:
@@ -12,12 +34,85 @@ def object_poses(libero_env: Any) -> dict[str, np.ndarray]:
     inner = libero_env.env
     sim = inner.sim
     poses: dict[str, np.ndarray] = {}
-    for name, obj in {**inner.fixtures_dict, **inner.objects_dict}.items():
+    for name, obj in _entities(inner).items():
         body_id = sim.model.body_name2id(obj.root_body)
         poses[name] = np.concatenate([sim.data.body_xpos[body_id], sim.data.body_xquat[body_id]]).astype(np.float32)
     return poses
 
 
+def _geom_corners(sim: Any) -> tuple[np.ndarray, np.ndarray]:
+    """World corners ``[G, 8, 3]`` of every collision geom's box, and each geom's top-level body."""
+    model = sim.model._model
+    data = sim.data._data
+    collides = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
+    geoms = np.flatnonzero(collides)
+    aabb = model.geom_aabb[geoms]  # [G, 6]: centre, half-size in the geom frame
+    local = aabb[:, None, :3] + aabb[:, None, 3:] * _CORNER_SIGNS[None]  # [G, 8, 3]
+    rotation = data.geom_xmat[geoms].reshape(-1, 3, 3)
+    world = np.einsum("gij,gkj->gki", rotation, local) + data.geom_xpos[geoms][:, None, :]
+    return world, model.body_rootid[model.geom_bodyid[geoms]]
+
+
+def object_geometry(libero_env: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """World AABBs and root-frame extents of every object's collision geoms (see module doc)."""
+    inner = libero_env.env
+    sim = inner.sim
+    corners, roots = _geom_corners(sim)
+    bboxes: dict[str, np.ndarray] = {}
+    extents: dict[str, np.ndarray] = {}
+    for name, obj in _entities(inner).items():
+        body_id = sim.model.body_name2id(obj.root_body)
+        points = corners[roots == sim.model._model.body_rootid[body_id]].reshape(-1, 3)
+        if len(points) == 0:
+            continue
+        bboxes[name] = np.concatenate([points.min(0), points.max(0)]).astype(np.float32)
+        rotation = sim.data.body_xmat[body_id].reshape(3, 3)
+        # Points of a child body of a fixture belong to the fixture's top-level body; measure them
+        # in this root body's frame (for a fixture that is its own top-level body, the same thing).
+        local = (points - sim.data.body_xpos[body_id]) @ rotation
+        low, high = local.min(0), local.max(0)
+        extents[name] = np.concatenate([(high - low) / 2.0, (high + low) / 2.0]).astype(np.float32)
+    return bboxes, extents
+
+
+def region_sites(libero_env: Any) -> dict[str, np.ndarray]:
+    """Pose and half-size of every BDDL region site (see module doc)."""
+    inner = libero_env.env
+    sim = inner.sim
+    sites: dict[str, np.ndarray] = {}
+    for name, site in inner.object_sites_dict.items():
+        site_id = sim.model.site_name2id(name)
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, sim.data.site_xmat[site_id])
+        size = np.broadcast_to(np.asarray(site.size if site.size is not None else 0.0, dtype=np.float64), (3,))
+        sites[name] = np.concatenate([sim.data.site_xpos[site_id], quat, size]).astype(np.float32)
+    return sites
+
+
+def articulation(libero_env: Any) -> dict[str, np.ndarray]:
+    """Positions of the non-free joints of every object that has some (see module doc)."""
+    inner = libero_env.env
+    sim = inner.sim
+    model = sim.model._model
+    joints: dict[str, np.ndarray] = {}
+    for name, obj in _entities(inner).items():
+        values = []
+        for joint in getattr(obj, "joints", None) or ():
+            joint_id = sim.model.joint_name2id(joint)
+            if model.jnt_type[joint_id] != _FREE_JOINT:
+                values.append(sim.data.qpos[model.jnt_qposadr[joint_id]])
+        if values:
+            joints[name] = np.asarray(values, dtype=np.float32)
+    return joints
+
+
 def privileged_state(libero_env: Any) -> dict[str, Any]:
     """Everything an expert may read beyond the policy's cameras and proprioception."""
-    return {"objects": object_poses(libero_env)}
+    bboxes, extents = object_geometry(libero_env)
+    return {
+        "objects": object_poses(libero_env),
+        "bboxes": bboxes,
+        "extents": extents,
+        "sites": region_sites(libero_env),
+        "joints": articulation(libero_env),
+    }

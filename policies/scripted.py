@@ -1,0 +1,397 @@
+"""``scripted``: a privileged expert that solves LIBERO goals from the simulator's object poses.
+
+The policy reads the task's BDDL goal at ``reset`` and turns each goal predicate into a skill:
+
+- ``(In X R)`` / ``(On X Y)``: pick ``X`` and place it in region site ``R`` or on object/site ``Y``
+  (approach from above, descend, close, lift, carry, lower, release, retreat);
+
+other predicates (``Open``, ``Close``, ``TurnOn``, ...) are not handled: ``reset`` raises a
+:class:`~vitabench.api.errors.VitabenchError` naming the predicate, so a run records the episode as
+an error instead of silently scoring a do-nothing policy.
+
+Everything is closed-loop on the privileged observation (``vitabench.envs.privileged``) and the
+proprioceptive state, and every action is one a learned policy could output: a 7-D OSC_POSE delta
+(position, axis-angle rotation in the world frame, each in ``[-1, 1]``) and the gripper command
+(-1 open, +1 close). Chunks have length 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from vitabench.api.errors import VitabenchError
+from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec
+from vitabench.api.suite import Task
+from vitabench.wrappers import batch_slots
+
+#: Goal predicates the expert can achieve.
+SUPPORTED_PREDICATES: tuple[str, ...] = ("in", "on")
+
+OPEN, CLOSE = -1.0, 1.0
+#: The gripper points down with its fingers along world -y at yaw 0 (LIBERO's home pose).
+_DOWN = np.diag([1.0, -1.0, -1.0])
+#: OSC_POSE scales: an action of 1 asks for 5 cm and 0.5 rad.
+_POS_SCALE, _ROT_SCALE = 0.05, 0.5
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One BDDL goal predicate, e.g. ``Goal("in", ("alphabet_soup_1", "basket_1_contain_region"))``."""
+
+    predicate: str
+    args: tuple[str, ...]
+
+
+def parse_goal(bddl_file: str) -> tuple[Goal, ...]:
+    """The conjunction of goal predicates of a BDDL problem file."""
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    problem = robosuite_parse_problem(bddl_file)
+    return tuple(Goal(str(term[0]).lower(), tuple(str(a) for a in term[1:])) for term in problem["goal_state"])
+
+
+# -- geometry helpers ------------------------------------------------------------------------------
+def quat_xyzw_to_matrix(quat: np.ndarray) -> np.ndarray:
+    x, y, z, w = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def quat_wxyz_to_matrix(quat: np.ndarray) -> np.ndarray:
+    w, x, y, z = quat
+    return quat_xyzw_to_matrix(np.array([x, y, z, w]))
+
+
+def rotation_vector(matrix: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix."""
+    cos = np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    if angle < 1e-6:
+        return np.zeros(3)
+    if angle > np.pi - 1e-3:  # near pi: axis from the symmetric part
+        axis = np.sqrt(np.clip((np.diag(matrix) + 1.0) / 2.0, 0.0, None))
+        axis[1] *= np.sign(matrix[0, 1] + matrix[1, 0]) or 1.0
+        axis[2] *= np.sign(matrix[0, 2] + matrix[2, 0]) or 1.0
+        return axis / np.linalg.norm(axis) * angle
+    axis = np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
+    return axis / (2.0 * np.sin(angle)) * angle
+
+
+def yaw_matrix(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def gripper_yaw(ee_rotation: np.ndarray) -> float:
+    """Yaw of the finger axis (the gripper frame's y axis), 0 at LIBERO's home pose."""
+    fingers = ee_rotation[:, 1]
+    return float(np.arctan2(fingers[0], -fingers[1]))
+
+
+def wrap_half_turn(angle: float) -> float:
+    """An angle modulo pi in ``[-pi/2, pi/2)``: the parallel gripper is symmetric under a half turn."""
+    return float((angle + np.pi / 2) % np.pi - np.pi / 2)
+
+
+def finger_yaw_for(direction_xy: np.ndarray) -> float:
+    """Gripper yaw that puts the finger axis along a horizontal direction."""
+    return float(np.arctan2(direction_xy[0], -direction_xy[1]))
+
+
+# -- the scene as the expert sees it ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Scene:
+    """One privileged observation, with lookups by name."""
+
+    ee_pos: np.ndarray
+    ee_rotation: np.ndarray
+    gripper_opening: float
+    objects: dict[str, np.ndarray]
+    bboxes: dict[str, np.ndarray]
+    extents: dict[str, np.ndarray]
+    sites: dict[str, np.ndarray]
+
+    @classmethod
+    def from_observation(cls, observation: Observation) -> "Scene":
+        privileged = observation.get("privileged")
+        if privileged is None or "bboxes" not in privileged:
+            raise VitabenchError("scripted policy needs privileged observations; build the env with privileged=True")
+        state = observation["state"]
+        gripper = np.asarray(state["gripper_qpos"], dtype=np.float64)
+        return cls(
+            ee_pos=np.asarray(state["ee_pos"], dtype=np.float64),
+            ee_rotation=quat_xyzw_to_matrix(np.asarray(state["ee_quat"], dtype=np.float64)),
+            gripper_opening=float(gripper[0] - gripper[1]),
+            objects={k: np.asarray(v, dtype=np.float64) for k, v in privileged["objects"].items()},
+            bboxes={k: np.asarray(v, dtype=np.float64) for k, v in privileged["bboxes"].items()},
+            extents={k: np.asarray(v, dtype=np.float64) for k, v in privileged["extents"].items()},
+            sites={k: np.asarray(v, dtype=np.float64) for k, v in privileged["sites"].items()},
+        )
+
+    def bottom(self, name: str) -> float:
+        return float(self.bboxes[name][2])
+
+    def top(self, name: str) -> float:
+        return float(self.bboxes[name][5])
+
+    def center(self, name: str) -> np.ndarray:
+        box = self.bboxes[name]
+        return (box[:3] + box[3:]) / 2.0
+
+
+# -- skills ----------------------------------------------------------------------------------------
+@dataclass
+class PickPlace:
+    """Pick ``obj`` and put it in/on ``target`` (a region site or an object)."""
+
+    obj: str
+    target: str
+    inside: bool
+    phase: str = "approach"
+    phase_steps: int = 0
+    grasp_offset: np.ndarray | None = None  # grasp point - object centre, fixed at approach
+    grasp_yaw: float = 0.0
+    hold_offset: float = 0.0  # ee z - object bottom while held
+    carry_bottom: float = 0.0  # object bottom height while carried
+    attempts: int = 0
+    z_history: list[float] = field(default_factory=list)
+
+    # ---- plan ----
+    def _plan_grasp(self, scene: Scene) -> None:
+        """Choose the grasp point (offset from the object's centre) and the gripper yaw."""
+        extents = scene.extents[self.obj]
+        rotation = quat_wxyz_to_matrix(scene.objects[self.obj][3:])
+        current = gripper_yaw(scene.ee_rotation)
+        if "bowl" in self.obj:
+            self.grasp_offset, self.grasp_yaw = self._rim_grasp(scene, extents, current)
+            return
+        vertical = int(np.argmax(np.abs(rotation[2, :])))
+        axes = [i for i in range(3) if i != vertical]
+        # Close across a horizontal axis narrow enough for the fingers, turning as little as possible.
+        candidates = [i for i in axes if 2 * extents[i] < 0.065] or [min(axes, key=lambda i: extents[i])]
+        best_yaw, best_turn = current, np.inf
+        for i in candidates:
+            direction = rotation[:2, i]
+            if np.linalg.norm(direction) < 1e-6:
+                continue
+            turn = abs(wrap_half_turn(finger_yaw_for(direction) - current))
+            if turn < best_turn:
+                best_turn = turn
+                best_yaw = current + wrap_half_turn(finger_yaw_for(direction) - current)
+        self.grasp_offset = np.zeros(3)
+        self.grasp_yaw = best_yaw
+
+    def _rim_grasp(self, scene: Scene, extents: np.ndarray, current: float) -> tuple[np.ndarray, float]:
+        """A point on a bowl's rim with the fingers across the wall, away from other objects."""
+        radius = max(extents[0], extents[1]) - 0.012
+        center = scene.center(self.obj)
+        grasp_z = scene.top(self.obj)
+        best, best_score = None, -np.inf
+        for angle in np.linspace(-np.pi, np.pi, 16, endpoint=False):
+            direction = np.array([np.cos(angle), np.sin(angle)])
+            point = center[:2] + radius * direction
+            yaw = current + wrap_half_turn(finger_yaw_for(direction) - current)
+            clearance = 0.15
+            for name, box in scene.bboxes.items():
+                if name == self.obj or box[5] < grasp_z - 0.04 or box[2] > grasp_z + 0.15:
+                    continue
+                if box[3] - box[0] > 1.0:  # tables and floors
+                    continue
+                dx = max(box[0] - point[0], 0.0, point[0] - box[3])
+                dy = max(box[1] - point[1], 0.0, point[1] - box[4])
+                clearance = min(clearance, float(np.hypot(dx, dy)))
+            score = min(clearance, 0.06) - 0.02 * abs(yaw - current)
+            if score > best_score:
+                best_score, best = score, (np.append(radius * direction, 0.0), yaw)
+        assert best is not None
+        return best
+
+    def _grasp_point(self, scene: Scene) -> np.ndarray:
+        center = scene.center(self.obj)
+        bottom, top = scene.bottom(self.obj), scene.top(self.obj)
+        depth = 0.018 if "bowl" in self.obj else 0.03
+        z = max(top - depth, bottom + 0.01)
+        return np.array([center[0] + self.grasp_offset[0], center[1] + self.grasp_offset[1], z])
+
+    def _place_xy(self, scene: Scene) -> np.ndarray:
+        if self.target in scene.sites:
+            return scene.sites[self.target][:2]
+        return scene.center(self.target)[:2]
+
+    def _surface(self, scene: Scene) -> float:
+        """Height the object's bottom should come down to."""
+        if self.target in scene.sites:
+            site = scene.sites[self.target]
+            return float(site[2] - site[9]) if self.inside else float(site[2] + site[9])
+        return scene.top(self.target) - 0.01
+
+    def _clear_height(self, scene: Scene) -> float:
+        """Height the carried object's bottom must clear on the way."""
+        tops = [scene.top(self.target)] if self.target in scene.bboxes else []
+        tops += [box[5] for name, box in scene.bboxes.items() if self.target.startswith(name)]
+        return max(tops + [self._surface(scene)]) + 0.04
+
+    # ---- act ----
+    def act(self, scene: Scene) -> tuple[np.ndarray, float, float, bool]:
+        """(ee target position, target yaw, gripper command, done)."""
+        self.phase_steps += 1
+        if self.grasp_offset is None:
+            self._plan_grasp(scene)
+        ee = scene.ee_pos
+        grasp = self._grasp_point(scene)
+        if self.phase == "approach":
+            hover = grasp + np.array([0.0, 0.0, 0.08])
+            hover[2] = max(hover[2], min(ee[2], grasp[2] + 0.2))
+            xy_error = np.linalg.norm(hover[:2] - ee[:2])
+            yaw_error = abs(self.grasp_yaw - gripper_yaw(scene.ee_rotation))
+            if xy_error < 0.01 and yaw_error < 0.08:
+                return self._next("descend", hover, OPEN)
+            if xy_error > 0.03:  # travel high until above the grasp point
+                hover[2] = max(hover[2], ee[2])
+            return hover, self.grasp_yaw, OPEN, False
+        if self.phase == "descend":
+            if np.linalg.norm(grasp - ee) < 0.006 or self._stalled(ee, 4) or self.phase_steps > 60:
+                return self._next("close", grasp, CLOSE)
+            return grasp, self.grasp_yaw, OPEN, False
+        if self.phase == "close":
+            if self.phase_steps >= 12:
+                self.hold_offset = ee[2] - scene.bottom(self.obj)
+                self.carry_bottom = max(self._clear_height(scene), scene.bottom(self.obj) + 0.06)
+                return self._next("lift", ee, CLOSE)
+            return grasp, self.grasp_yaw, CLOSE, False
+        if self.phase == "lift":
+            target = ee.copy()
+            target[2] = self.carry_bottom + self.hold_offset
+            if not self._holding(scene):
+                return self._retry(scene)
+            if target[2] - ee[2] < 0.02:
+                return self._next("carry", target, CLOSE)
+            return target, self.grasp_yaw, CLOSE, False
+        if self.phase == "carry":
+            if not self._holding(scene):
+                return self._retry(scene)
+            offset = self._place_xy(scene) - scene.center(self.obj)[:2]
+            target = np.array([ee[0] + offset[0], ee[1] + offset[1], self.carry_bottom + self.hold_offset])
+            if np.linalg.norm(offset) < 0.008:
+                return self._next("lower", target, CLOSE)
+            return target, self.grasp_yaw, CLOSE, False
+        if self.phase == "lower":
+            offset = self._place_xy(scene) - scene.center(self.obj)[:2]
+            gap = scene.bottom(self.obj) - self._surface(scene)
+            target = np.array([ee[0] + offset[0], ee[1] + offset[1], ee[2] - gap])
+            if gap < 0.015 or self._stalled(ee, 4) or self.phase_steps > 60:
+                return self._next("release", ee, OPEN)
+            return target, self.grasp_yaw, CLOSE, False
+        if self.phase == "release":
+            if self.phase_steps >= 8:
+                return self._next("retreat", ee, OPEN)
+            return ee, self.grasp_yaw, OPEN, False
+        if self.phase == "retreat":
+            target = ee.copy()
+            target[2] = self.carry_bottom + self.hold_offset + 0.05
+            return target, self.grasp_yaw, OPEN, self.phase_steps >= 15
+        raise AssertionError(self.phase)
+
+    def _holding(self, scene: Scene) -> bool:
+        held = scene.ee_pos[2] - scene.bottom(self.obj) < self.hold_offset + 0.03
+        return held and scene.gripper_opening > 0.002
+
+    def _retry(self, scene: Scene) -> tuple[np.ndarray, float, float, bool]:
+        self.attempts += 1
+        self.grasp_offset = None
+        target = scene.ee_pos + np.array([0.0, 0.0, 0.05])
+        return self._next("approach", target, OPEN)
+
+    def _next(self, phase: str, target: np.ndarray, gripper: float) -> tuple[np.ndarray, float, float, bool]:
+        self.phase = phase
+        self.phase_steps = 0
+        self.z_history.clear()
+        return target, self.grasp_yaw, gripper, False
+
+    def _stalled(self, ee: np.ndarray, window: int) -> bool:
+        self.z_history.append(float(ee[2]))
+        if len(self.z_history) <= window:
+            return False
+        return abs(self.z_history[-1] - self.z_history[-1 - window]) < 0.002
+
+
+def make_skill(goal: Goal) -> PickPlace:
+    """The skill that achieves one goal predicate; a clear error for those not supported."""
+    if goal.predicate in ("in", "on") and len(goal.args) == 2:
+        return PickPlace(obj=goal.args[0], target=goal.args[1], inside=goal.predicate == "in")
+    raise VitabenchError(
+        f"scripted policy cannot achieve goal ({goal.predicate} {' '.join(goal.args)}); "
+        f"accepted predicates: {', '.join(SUPPORTED_PREDICATES)}"
+    )
+
+
+# -- the policy ------------------------------------------------------------------------------------
+@dataclass
+class _Episode:
+    skills: list[PickPlace]
+    current: int = 0
+
+
+class ScriptedPolicy(BasePolicy):
+    """Privileged expert for LIBERO pick-and-place goals (see the module docstring).
+
+    ``position_gain`` turns a position error (m) into an action, ``rotation_gain`` a rotation
+    error (rad); both are clipped to ``[-1, 1]`` after scaling by the OSC_POSE limits.
+    """
+
+    def __init__(self, position_gain: float = 1.0, rotation_gain: float = 1.0) -> None:
+        self.spec = PolicySpec(privileged=True, state_keys=("ee_pos", "ee_quat", "gripper_qpos"))
+        self.position_gain = float(position_gain)
+        self.rotation_gain = float(rotation_gain)
+        self._episodes: dict[int, _Episode] = {}
+
+    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
+        del seed
+        bddl_file = task.source.get("bddl_file")
+        if not bddl_file:
+            raise VitabenchError(f"task {task.name!r} of {task.suite} has no BDDL goal; scripted needs a LIBERO task")
+        self._episodes[slot] = _Episode([make_skill(goal) for goal in parse_goal(bddl_file)])
+
+    def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
+        actions = np.zeros((len(observations), 1, ACTION_DIM), dtype=np.float32)
+        for row, (observation, slot) in enumerate(zip(observations, batch_slots(observations, slots))):
+            episode = self._episodes.get(slot)
+            if episode is None:
+                raise VitabenchError(f"scripted policy got an observation for slot {slot} before reset(task, slot)")
+            actions[row, 0] = self._act_one(episode, Scene.from_observation(observation))
+        return actions
+
+    def _act_one(self, episode: _Episode, scene: Scene) -> np.ndarray:
+        if episode.current >= len(episode.skills):
+            return self._command(scene, scene.ee_pos, gripper_yaw(scene.ee_rotation), OPEN)
+        target, yaw, gripper, done = episode.skills[episode.current].act(scene)
+        if done:
+            episode.current += 1
+        return self._command(scene, target, yaw, gripper)
+
+    def _command(self, scene: Scene, target: np.ndarray, yaw: float, gripper: float) -> np.ndarray:
+        position = np.clip((target - scene.ee_pos) / _POS_SCALE * self.position_gain * 4.0, -1.0, 1.0)
+        desired = yaw_matrix(yaw) @ _DOWN
+        rotation = np.clip(
+            rotation_vector(desired @ scene.ee_rotation.T) / _ROT_SCALE * self.rotation_gain * 2.0, -1.0, 1.0
+        )
+        return np.concatenate([position, rotation, [gripper]]).astype(np.float32)
+
+
+def debug_phase(policy: ScriptedPolicy, slot: int = 0) -> str:
+    """The current skill and phase of a slot, for diagnostics."""
+    episode = policy._episodes[slot]
+    if episode.current >= len(episode.skills):
+        return "done"
+    skill = episode.skills[episode.current]
+    return f"{episode.current}:{skill.phase}"
+
+
