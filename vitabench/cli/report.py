@@ -35,7 +35,13 @@ def report(
     plots: Optional[Path] = typer.Option(None, "--plots", help="Also save suites/tasks plots (PNG and SVG) in DIR."),
 ) -> None:
     """Success per task, per suite and overall with 95% Wilson intervals, episode and error counts."""
-    from vitabench.report.document import infer_format, render_published, render_report, report_with_published, save_plots
+    from vitabench.report.document import (
+        infer_format,
+        render_built_report,
+        render_published,
+        report_with_published,
+        save_plots,
+    )
 
     fmt = infer_format(fmt, out)
     if published:
@@ -45,9 +51,10 @@ def report(
         return
     if not run_dirs:
         raise CliError("no run directories given; pass RUN_DIR... or --published for the published tables")
-    _write_or_print(render_report(run_dirs, fmt, with_published), out)
+    built = report_with_published(run_dirs, with_published)
+    _write_or_print(render_built_report(built, fmt), out)
     if plots is not None:
-        for path in save_plots(report_with_published(run_dirs), plots):
+        for path in save_plots(built, plots):
             typer.echo(f"wrote {path}", err=True)
 
 

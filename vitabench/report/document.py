@@ -40,7 +40,6 @@ def report_with_published(run_dirs: Sequence[str | Path], with_published: bool =
         quoted = quoted_matrix_rows(tables, report.suite_names)
         if not quoted.empty:
             report.matrix = pd.concat([report.matrix, quoted], ignore_index=True)
-        report.published = tables
     return report
 
 
@@ -86,8 +85,12 @@ def save_plots(report: Report, directory: str | Path) -> list[Path]:
 
 def render_report(run_dirs: Sequence[str | Path], fmt: str = "term", with_published: bool = False) -> str:
     """The report over ``run_dirs`` in ``fmt`` (one of :data:`FORMATS`)."""
-    report = report_with_published(run_dirs, with_published)
-    title = f"vitabench report: {len(run_dirs)} run(s)"
+    return render_built_report(report_with_published(run_dirs, with_published), fmt)
+
+
+def render_built_report(report: Report, fmt: str) -> str:
+    """An already built report in ``fmt``."""
+    title = f"vitabench report: {report.episodes['run_dir'].nunique()} run(s)"
     if fmt in ("csv", "json"):
         frames = {"long": report.long_frame(), "matrix": report.matrix, "protocols": report.protocols}
         return render_data(frames, fmt, report.notes)

@@ -73,6 +73,7 @@ class PublishedTable:
             record[self.average_label] = row.stated_average
             record["recomputed"] = round(recomputed, 4)
             record["matches"] = _matches(row.stated_average, recomputed, self.tolerance)
+            record["note"] = row.note
             records.append(record)
         return pd.DataFrame(records)
 

@@ -106,7 +106,7 @@ def published_sections(tables: Sequence[PublishedTable], checks: pd.DataFrame) -
     sections = []
     for table in tables:
         frame = table.frame()
-        header = ("method", "protocol", *table.column_labels, table.average_label, "recomputed", "check")
+        header = ("method", "protocol", *table.column_labels, table.average_label, "recomputed", "check", "note")
         rows, flagged = [], set()
         for index, row in frame.iterrows():
             ok = row["matches"]
@@ -118,6 +118,7 @@ def published_sections(tables: Sequence[PublishedTable], checks: pd.DataFrame) -
                 "-" if row[table.average_label] is None else f"{row[table.average_label]:.{table.decimals}f}",
                 f"{row['recomputed']:.{table.decimals + 2}f}".rstrip("0").rstrip("."),
                 "ok" if ok else ("MISMATCH" if ok is False else "-"),
+                str(row["note"]),
             ))
         notes = (f"Quoted from: {table.source}.", f"{table.average_label} as stated; 'recomputed' = "
                  + ("sum of the row / 100" if table.average_rule == "sum/100" else "mean of the row")

@@ -120,7 +120,6 @@ class Report:
     matrix: pd.DataFrame
     protocols: pd.DataFrame
     notes: list[str] = field(default_factory=list)
-    published: list = field(default_factory=list)  # list[PublishedTable] when asked for
 
     @property
     def suite_names(self) -> list[str]:
