@@ -172,12 +172,21 @@ class FrameBatch:
     ``images[camera]``: uint8 ``[B, T, H, W, 3]``; ``state``: float ``[B, T, 8]`` (eef xyz, Euler
     xyz, two finger positions); ``frame_mask``: bool ``[B, T]``, True for real frames, which come
     first (oldest → newest) and are followed by padding; ``instructions``: one string per row.
+    ``image_tokens``, when given, replaces ``images``: the model's ``encode_images`` output for
+    the real frames in row-major order ``[N, tokens, hidden]`` (a policy caches it per frame).
     """
 
     images: dict[str, torch.Tensor]
     state: torch.Tensor
     frame_mask: torch.Tensor
     instructions: list[str]
+    image_tokens: torch.Tensor | None = None
+
+    def real_image_tokens(self, model: Any) -> torch.Tensor:
+        """``[N, tokens, hidden]`` for the real frames: the given tokens, else encoded now."""
+        if self.image_tokens is not None:
+            return self.image_tokens
+        return model.encode_images({camera: frames[self.frame_mask] for camera, frames in self.images.items()})
 
     @property
     def newest(self) -> torch.Tensor:

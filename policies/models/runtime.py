@@ -28,13 +28,14 @@ def quat_xyzw_to_euler_xyz(quat: np.ndarray) -> np.ndarray:
     return np.array([roll, pitch, yaw], dtype=np.float32)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Frame:
-    """One observation as the models read it."""
+    """One observation as the models read it; ``tokens`` caches its encoded images once computed."""
 
     images: dict[str, np.ndarray]
     state: np.ndarray  # [8]
     instruction: str
+    tokens: Any = None
 
 
 def frame_from_observation(observation: Observation, cameras: tuple[str, ...]) -> Frame:
@@ -93,39 +94,53 @@ class ModelPolicy(BasePolicy):
         del task, seed
         self._frames[slot] = deque(maxlen=self.spec.history)
 
-    def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
-        import torch
-
-        from vitabench.policies.models.common import FrameBatch
-
+    def observe(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> list[list[Frame]]:
+        """Append each observation to its slot's history without predicting; returns the histories."""
         slot_ids = list(range(len(observations))) if slots is None else [int(s) for s in slots]
         if len(slot_ids) != len(observations):
-            raise VitabenchError(f"act got {len(observations)} observations but {len(slot_ids)} slots; they must match")
+            raise VitabenchError(f"got {len(observations)} observations but {len(slot_ids)} slots; they must match")
         histories = []
         for slot, observation in zip(slot_ids, observations):
             frames = self._frames.setdefault(slot, deque(maxlen=self.spec.history))
             frames.append(frame_from_observation(observation, self.spec.cameras))
             histories.append(list(frames))
-        n_frames = max(len(h) for h in histories)
-        mask = np.zeros((len(histories), n_frames), dtype=bool)
-        state = np.zeros((len(histories), n_frames, histories[0][0].state.shape[0]), dtype=np.float32)
-        images = {}
-        for camera in self.spec.cameras:
-            shape = histories[0][0].images[camera].shape
-            images[camera] = np.zeros((len(histories), n_frames, *shape), dtype=np.uint8)
-        for row, history in enumerate(histories):
-            mask[row, : len(history)] = True
-            for index, frame in enumerate(history):
-                state[row, index] = frame.state
-                for camera in self.spec.cameras:
-                    images[camera][row, index] = frame.images[camera]
-        batch = FrameBatch(
-            images={camera: torch.from_numpy(array).to(self.device) for camera, array in images.items()},
-            state=torch.from_numpy(state).to(self.device),
-            frame_mask=torch.from_numpy(mask).to(self.device),
-            instructions=[history[-1].instruction for history in histories],
-        )
+        return histories
+
+    def _encode_new_frames(self, frames: list[Frame]) -> None:
+        """Encode the images of frames seen for the first time, in one batch; a frame's image
+        tokens never change, so each frame is encoded once while it stays in a history."""
+        import torch
+
+        if not frames:
+            return
+        images = {
+            camera: torch.from_numpy(np.stack([frame.images[camera] for frame in frames])).to(self.device)
+            for camera in self.spec.cameras
+        }
+        for frame, tokens in zip(frames, self.model.encode_images(images)):
+            frame.tokens = tokens
+
+    def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
+        import torch
+
+        from vitabench.policies.models.common import FrameBatch
+
+        histories = self.observe(observations, slots)
         with torch.inference_mode():
+            self._encode_new_frames([frame for history in histories for frame in history if frame.tokens is None])
+            n_frames = max(len(history) for history in histories)
+            mask = np.zeros((len(histories), n_frames), dtype=bool)
+            state = np.zeros((len(histories), n_frames, histories[0][0].state.shape[0]), dtype=np.float32)
+            for row, history in enumerate(histories):
+                mask[row, : len(history)] = True
+                state[row, : len(history)] = [frame.state for frame in history]
+            batch = FrameBatch(
+                images={},
+                state=torch.from_numpy(state).to(self.device),
+                frame_mask=torch.from_numpy(mask).to(self.device),
+                instructions=[history[-1].instruction for history in histories],
+                image_tokens=torch.stack([frame.tokens for history in histories for frame in history]),
+            )
             actions = self.model(batch).newest_actions(batch)
         return actions.float().cpu().numpy()
 

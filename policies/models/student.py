@@ -164,13 +164,7 @@ class StudentModel(nn.Module):
         n_rows, n_frames = mask.shape
         device = mask.device
         dtype = self.mapper[0].weight.dtype
-        images = torch.cat(
-            [
-                self._image_tokens(batch.images[camera][mask], dtype)
-                for camera in config.cameras
-            ],
-            dim=1,
-        )  # [N, tokens, H] for the real frames in order
+        images = batch.real_image_tokens(self)  # [N, tokens, H] for the real frames in order
         states = self.state_encoder(batch.state[mask].to(dtype)) if config.state_encoder else None
         embed = self.language_model.get_input_embeddings()
         sequences, readouts = [], []
@@ -208,11 +202,14 @@ class StudentModel(nn.Module):
         full[mask] = latent
         return ModelOutput(latent=full, actions=self.action_decoder(full))
 
-    def _image_tokens(self, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """uint8 ``[N, H, W, 3]`` → projected image tokens ``[N, tokens, H]``."""
-        pixels = normalize_images(images, self.image_size, self.config.image_mean, self.config.image_std)
-        features = self.vlm.get_image_features(pixel_values=pixels.to(dtype)).pooler_output
-        return torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+    def encode_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]`` per camera → the VLM's projected image tokens ``[N, tokens, H]``."""
+        tokens = []
+        for camera in self.config.cameras:
+            pixels = normalize_images(images[camera], self.image_size, self.config.image_mean, self.config.image_std)
+            features = self.vlm.get_image_features(pixel_values=pixels.to(self.mapper[0].weight.dtype)).pooler_output
+            tokens.append(torch.stack(list(features)) if isinstance(features, (list, tuple)) else features)
+        return torch.cat(tokens, dim=1)
 
     # -- building and saving ------------------------------------------------------------------
     @classmethod

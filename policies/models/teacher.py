@@ -182,11 +182,14 @@ class TeacherModel(nn.Module):
         projected = self.text_projection(pooled)
         return projected[torch.tensor([unique.index(text) for text in instructions], device=projected.device)]
 
-    def encode_images(self, images: torch.Tensor, camera: str) -> torch.Tensor:
-        """uint8 ``[N, H, W, 3]`` of one camera → ``[N, queries, hidden]``."""
-        pixels = normalize_images(images, self.vit_config.image_size, IMAGENET_MEAN, IMAGENET_STD)
-        features = self.image_encoder(pixel_values=pixels.to(self.action_queries.dtype)).last_hidden_state
-        return self.image_projection(self.resamplers[camera](features))
+    def encode_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 ``[N, H, W, 3]`` per camera → ``[N, cameras × queries, hidden]`` (frame by frame)."""
+        tokens = []
+        for camera in self.config.cameras:
+            pixels = normalize_images(images[camera], self.vit_config.image_size, IMAGENET_MEAN, IMAGENET_STD)
+            features = self.image_encoder(pixel_values=pixels.to(self.action_queries.dtype)).last_hidden_state
+            tokens.append(self.image_projection(self.resamplers[camera](features)))
+        return torch.cat(tokens, dim=1)
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, batch: FrameBatch) -> ModelOutput:
@@ -198,9 +201,9 @@ class TeacherModel(nn.Module):
         dtype = self.action_queries.dtype
         text = self.encode_text(batch.instructions)[:, None, None].expand(-1, n_frames, 1, -1)
         state = self.state_encoder(batch.state.to(dtype))[:, :, None]
-        images = [scatter_frames(self.encode_images(batch.images[cam][mask], cam), mask) for cam in config.cameras]
+        images = scatter_frames(batch.real_image_tokens(self), mask)
         queries = self.action_queries.expand(n_rows, n_frames, -1, -1)
-        tokens = torch.cat([text, state, *images, queries], dim=2)  # [B, T, K, hidden]
+        tokens = torch.cat([text, state, images, queries], dim=2)  # [B, T, K, hidden]
         tokens = tokens + self.frame_embedding.weight[:n_frames, None] + self.token_type_embedding.weight
         x = tokens.flatten(1, 2)
         allowed = self._attention_mask(mask)
