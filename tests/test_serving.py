@@ -328,11 +328,12 @@ def test_health_check_answers_like_openpi(echo_server):
         assert response.status == 200
 
 
-def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1) -> list[dict]:
-    """``vitabench run`` on two short episodes of libero_object task 0; its records by episode."""
+def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1, max_steps: int | None = 5) -> list[dict]:
+    """``vitabench run`` on two episodes of libero_object task 0; its records by episode."""
+    steps = [] if max_steps is None else ["--max-steps", str(max_steps)]
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "vitabench"), "run", "--policy", policy, *args,
-         "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "2", "--max-steps", "5",
+        [str(Path(sys.executable).parent / "vitabench"), "run", "--policy", policy, *args, *steps,
+         "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "2",
          "--workers", str(workers), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"},
     )
@@ -341,11 +342,16 @@ def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1) -> list[
     return sorted(records, key=lambda r: r["episode_id"])
 
 
-def test_run_in_process_and_remote_give_identical_episodes(tmp_path):
-    proc, url = start(BOOT_CLI, "serve", "--policy", "random", "--port", "0")
+@pytest.mark.parametrize(
+    ("policy", "max_steps", "remote_workers"),
+    [("random", 5, 2), pytest.param("scripted", None, 1, marks=pytest.mark.slow)],
+)
+def test_run_in_process_and_remote_give_identical_episodes(tmp_path, policy, max_steps, remote_workers):
+    proc, url = start(BOOT_CLI, "serve", "--policy", policy, "--port", "0")
     try:
-        local = vitabench_run(tmp_path / "local", "random")
-        remote = vitabench_run(tmp_path / "remote", "remote", "--policy-arg", f"url={url}", workers=2)
+        local = vitabench_run(tmp_path / "local", policy, max_steps=max_steps)
+        remote = vitabench_run(tmp_path / "remote", "remote", "--policy-arg", f"url={url}",
+                               workers=remote_workers, max_steps=max_steps)
     finally:
         stop(proc)
     keys = ("episode_id", "init_state_id", "seed", "status", "success", "steps")
@@ -354,6 +360,8 @@ def test_run_in_process_and_remote_give_identical_episodes(tmp_path):
     # the state trajectories themselves are identical, not only the outcomes
     assert [r["extra"]["state_digest"] for r in remote] == [r["extra"]["state_digest"] for r in local]
     assert local[0]["extra"]["state_digest"] != local[1]["extra"]["state_digest"]
+    if policy == "scripted":  # full-length episodes the expert solves (privileged state over the wire)
+        assert [r["success"] for r in remote] == [True, True]
 
 
 def test_a_dying_server_gives_error_episodes_and_the_run_goes_on(tmp_path):
