@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install vitabench with its test extras into .venv and run the whole test suite.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=$(command -v python3.11 || command -v python3)
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || exit 1
+.venv/bin/python -m pip install -q -e ".[test]" || exit 1
+command -v chromium >/dev/null || bash .ci/setup-chromium.sh || exit 1
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: treating as a failure of the test setup" >&2
+  exit 1
+fi
+exit "$rc"

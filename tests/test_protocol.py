@@ -1,0 +1,115 @@
+"""Protocol specs: presets, hashing across processes, TOML files, derived protocols; the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vitabench.api.episode import build_manifest
+from vitabench.api.protocol import Protocol, ProtocolError, load_protocol, preset_names
+from vitabench.registry import get_suite
+
+
+def test_presets_hold_the_published_conventions() -> None:
+    assert {"standard", "vita_vla_paper"} <= set(preset_names())
+    standard = load_protocol("standard")
+    assert dict(standard.max_steps) == {
+        "libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_long": 520, "libero_90": 400,
+    }
+    assert (standard.settle_steps, standard.settle_action) == (10, (0, 0, 0, 0, 0, 0, -1))
+    assert (standard.resolution, standard.image_orientation) == (256, "rot180")
+    assert standard.cameras == ("agentview", "robot0_eye_in_hand")
+    assert standard.init_state_ids == tuple(range(50)) and standard.episodes_per_task == 50
+    paper = load_protocol("vita_vla_paper")
+    assert set(paper.max_steps.values()) == {600}
+    assert (paper.settle_steps, paper.settle_action) == (5, (0.0,) * 7)
+    assert (paper.resolution, paper.image_orientation, paper.seed) == (128, "raw", 42)
+    assert paper.simulator["mujoco"] == "2.3.7"
+
+
+def test_hash_is_identical_across_processes() -> None:
+    code = "from vitabench.api.protocol import load_protocol as l; print(l('standard').hash, l('vita_vla_paper').hash)"
+    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)}
+    assert hashes == {f"{load_protocol('standard').hash} {load_protocol('vita_vla_paper').hash}\n"}
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Protocol)])
+def test_hash_changes_when_any_field_changes(field: str) -> None:
+    base = load_protocol("standard")
+    changed_values = {
+        "name": "other", "version": "2", "description": "x", "max_steps": {**base.max_steps, "libero_goal": 301},
+        "settle_steps": 11, "settle_action": (0,) * 7, "cameras": ("agentview",), "resolution": 224,
+        "image_orientation": "raw", "seed": 8, "seed_rule": "per_episode", "init_state_ids": tuple(range(49)),
+        "episodes_per_task": 20, "success_rule": "success_at_end", "control_freq": 10,
+        "simulator": {**base.simulator, "mujoco": "3.3.3"}, "derived_from": "x",
+    }
+    assert field in changed_values, f"test does not cover protocol field {field}"
+    assert dataclasses.replace(base, **{field: changed_values[field]}).hash != base.hash
+
+
+def test_toml_round_trip_and_errors(tmp_path: Path) -> None:
+    standard = load_protocol("standard")
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(standard.to_dict()))
+    assert Protocol.from_file(path) == standard and Protocol.from_file(path).hash == standard.hash
+    toml = tmp_path / "bad.toml"
+    toml.write_text('name = "x"\nversion = "1"\nbogus = 3\n')
+    with pytest.raises(ProtocolError, match="unknown protocol field\\(s\\) bogus"):
+        Protocol.from_file(toml)
+    toml.write_text('name = "x"\n')
+    with pytest.raises(ProtocolError, match="missing protocol field"):
+        Protocol.from_file(toml)
+    with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: standard"):
+        load_protocol("nope")
+    with pytest.raises(ProtocolError, match="image_orientation='flip'"):
+        dataclasses.replace(standard, image_orientation="flip")
+
+
+def test_max_steps_override_is_a_derived_protocol() -> None:
+    standard = load_protocol("standard")
+    derived = standard.with_max_steps(50)
+    assert set(derived.max_steps.values()) == {50}
+    assert derived.hash != standard.hash and derived.derived_from == standard.ref
+    assert derived.name == "standard+max_steps=50"
+    with pytest.raises(ProtocolError):
+        standard.with_max_steps(0)
+
+
+def test_manifest_is_deterministic_and_assigns_init_states_by_index() -> None:
+    suite = get_suite("libero_object")
+    standard = load_protocol("standard")
+    first = build_manifest(suite, standard, [3, 0], episodes_per_task=60)
+    again = build_manifest(suite, standard, [0, 3], episodes_per_task=60)
+    assert first == again and first.hash == again.hash
+    by_task = first.by_task()
+    assert list(by_task) == [0, 3]
+    assert [e.init_state_id for e in by_task[0]] == [k % 50 for k in range(60)]
+    assert len({e.episode_id for e in first.episodes}) == 120
+    assert {e.seed for e in first.episodes} == {7}
+    per_episode = dataclasses.replace(standard, seed_rule="per_episode")
+    seeds = [e.seed for e in build_manifest(suite, per_episode, [0], 5).episodes]
+    assert len(set(seeds)) == 5 and seeds == [e.seed for e in build_manifest(suite, per_episode, [0, 1], 5).episodes[:5]]
+
+
+def test_manifest_does_not_depend_on_how_a_run_is_executed(tmp_path: Path) -> None:
+    """The runner writes the same manifest for 1 and 2 workers (it is built before any rollout)."""
+    manifests = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        subprocess.run(
+            [sys.executable, "-m", "vitabench", "run", "--policy", "zero", "--suite", "libero_object", "--tasks", "0,1",
+             "--episodes-per-task", "2", "--max-steps", "2", "--workers", str(workers), "--out", str(out), "--quiet"],
+            check=True, capture_output=True, text=True,
+        )
+        manifests.append(json.loads((out / "manifest.json").read_text()))
+    assert manifests[0] == manifests[1] and len(manifests[0]["episodes"]) == 4
+
+
+def test_unknown_task_id_names_the_range() -> None:
+    with pytest.raises(ValueError, match="accepted: 0-9"):
+        build_manifest(get_suite("libero_goal"), load_protocol("standard"), [10])

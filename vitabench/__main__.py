@@ -1,0 +1,5 @@
+"""``python -m vitabench`` runs the CLI."""
+
+from vitabench.cli import main
+
+main()
