@@ -3,14 +3,17 @@
 Arguments (``--policy-arg K=V``): ``checkpoint=DIR`` or ``preset=tiny|paper`` (untrained);
 ``text_encoder=DIR`` (a local CLIP model, for presets); ``device=auto|cpu|cuda``; ``seed``;
 ``history``, ``cameras`` (for presets; checked against a checkpoint); ``protocol`` (checked
-against the one a checkpoint was trained under); ``resolution``.
+against the one a checkpoint was trained under); ``resolution``; ``ensemble`` (temporal
+ensembling weight m; default ``none``: the raw 3-step chunk, which the runner executes whole
+before the next observation reaches the history).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vitabench.policies.models.runtime import ModelPolicy, make_model_policy, parse_cameras, parse_int
+from vitabench.api.policy import Policy
+from vitabench.policies.models.runtime import make_model_policy, parse_cameras, parse_int, with_ensembling
 
 
 def make(
@@ -23,8 +26,9 @@ def make(
     cameras: Any = None,
     protocol: str | None = None,
     resolution: Any = None,
-) -> ModelPolicy:
-    """The teacher policy; it returns the raw 3-step chunk."""
+    ensemble: Any = None,
+) -> Policy:
+    """The teacher policy: the raw 3-step chunk, or one ensembled action per step with ``ensemble=m``."""
     from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
 
     overrides: dict[str, Any] = {}
@@ -32,7 +36,7 @@ def make(
         overrides["history"] = parse_int(history, "history")
     if cameras is not None:
         overrides["cameras"] = parse_cameras(cameras)
-    return make_model_policy(
+    policy = make_model_policy(
         kind=TeacherModel.kind,
         config_class=TeacherConfig,
         presets=TEACHER_PRESETS,
@@ -46,3 +50,4 @@ def make(
         resolution=resolution,
         protocol=protocol,
     )
+    return with_ensembling(policy, ensemble)

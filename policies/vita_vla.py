@@ -14,7 +14,7 @@ from typing import Any
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import Policy
-from vitabench.policies.models.runtime import make_model_policy, parse_bool, parse_cameras, parse_int
+from vitabench.policies.models.runtime import make_model_policy, parse_bool, parse_cameras, parse_int, with_ensembling
 
 
 def make(
@@ -61,14 +61,4 @@ def make(
         resolution=resolution,
         protocol=protocol,
     )
-    if str(ensemble).lower() == "none":
-        return policy
-    try:
-        m = float(ensemble)
-    except ValueError:
-        raise VitabenchError(f"ensemble={ensemble!r}; accepted: a number (0.01) or none") from None
-    from vitabench.wrappers import TemporalEnsemble
-
-    wrapped = TemporalEnsemble(policy, m=m)
-    wrapped.checkpoint_hash = policy.checkpoint_hash
-    return wrapped
+    return with_ensembling(policy, ensemble)

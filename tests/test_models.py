@@ -80,6 +80,8 @@ def test_save_load_round_trip_gives_identical_actions(name, policies, checkpoint
     assert before[-1].shape == (2, 3, 7) and before[-1].dtype == np.float32
     assert loaded.checkpoint_hash == weights_hash(checkpoints[name] / "model.safetensors")
     assert policies[name].checkpoint_hash is None
+    ensembled = make_policy(name, checkpoint=str(checkpoints[name]), device="cpu", ensemble=0.01)
+    assert ensembled.spec.chunk == 1 and ensembled.checkpoint_hash == loaded.checkpoint_hash
     assert loaded.spec.cameras == CAMERAS and loaded.spec.history == 7 and loaded.spec.chunk == 3
     assert set(np.unique(after[-1][..., 6])) <= {-1.0, 1.0}
     assert np.all(np.abs(after[-1][..., :6]) <= 1.0)
@@ -195,6 +197,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
     fails("is not a directory", checkpoint=str(tmp_path / "nowhere"))
     fails("needs checkpoint=DIR or preset=NAME")
     fails("preset='huge'; accepted: tiny, paper", preset="huge")
+    fails("preset=paper needs vlm=DIR", name="vita_vla", preset="paper")
     fails("holds a 'teacher' model, not a 'vita_vla' model", name="vita_vla", checkpoint=str(teacher_dir))
     fails(r"trained with cameras agentview, robot0_eye_in_hand, not agentview", checkpoint=str(teacher_dir), cameras="agentview")
     fails(r"trained under vita_vla_paper@1#\w+, not standard@", checkpoint=str(teacher_dir), protocol="standard")

@@ -176,6 +176,21 @@ def parse_cameras(value: Any) -> tuple[str, ...]:
     return cameras
 
 
+def with_ensembling(policy: ModelPolicy, ensemble: Any) -> Any:
+    """``policy`` inside temporal ensembling with weight ``m = ensemble``; ``none`` leaves it raw."""
+    if ensemble is None or str(ensemble).lower() == "none":
+        return policy
+    try:
+        m = float(ensemble)
+    except ValueError:
+        raise VitabenchError(f"ensemble={ensemble!r}; accepted: a number (0.01 in VITA-VLA) or none") from None
+    from vitabench.wrappers import TemporalEnsemble
+
+    wrapped = TemporalEnsemble(policy, m=m)
+    wrapped.checkpoint_hash = policy.checkpoint_hash
+    return wrapped
+
+
 def make_model_policy(
     *,
     kind: str,

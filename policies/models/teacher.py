@@ -241,7 +241,7 @@ class TeacherModel(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise VitabenchError(f"text_encoder={text_encoder_dir!r} cannot be loaded as a CLIP text model: {exc}") from None
-        text = {k: v for k, v in text_encoder.config.to_diff_dict().items() if k in _TEXT_FIELDS}
+        text = {k: v for k, v in text_encoder.config.to_dict().items() if k in _TEXT_FIELDS}
         return cls(dataclasses.replace(config, text=text), tokenizer, text_encoder)
 
     def save_extras(self, directory: Path) -> None:
