@@ -22,6 +22,7 @@ from vitabench.policies.models.common import (
     clip_tokenizer,
     normalize_images,
     quiet_transformers,
+    scatter_frames,
 )
 from vitabench.policies.models.teacher import LIBERO_CAMERAS
 
@@ -33,7 +34,8 @@ class StudentConfig:
     Ablations: ``state_encoder=False`` drops the state token; ``action_token=False`` reads the
     last position of each frame's prompt instead of three action slots (one action per frame,
     repeated over the chunk); ``freeze_vlm=True`` freezes the whole VLM (otherwise only the
-    vision tower, projector and LM head are frozen, as in stage 2).
+    vision tower, projector and LM head are frozen, as in stage 2; a head tied to the token
+    embedding freezes that embedding too).
     """
 
     cameras: tuple[str, ...] = LIBERO_CAMERAS
@@ -128,7 +130,6 @@ class StudentModel(nn.Module):
         hidden = vlm.config.get_text_config().hidden_size
         if config.hidden is not None and config.hidden != hidden:
             raise VitabenchError(f"the VLM's hidden size is {hidden}; this student config needs H={config.hidden}")
-        self.hidden = hidden
         self.image_size = vlm.config.vision_config.image_size
         if config.action_token:
             self.action_token = nn.Parameter(torch.randn(hidden) * 0.02)
@@ -159,48 +160,50 @@ class StudentModel(nn.Module):
         return self._instruction_ids[text]
 
     def forward(self, batch: FrameBatch) -> ModelOutput:
+        mask = batch.frame_mask
+        device = mask.device
+        inputs, lengths, readouts = self._sequences(batch)
+        attention = torch.arange(inputs.shape[1], device=device)[None] < lengths[:, None]
+        position_ids = torch.arange(inputs.shape[1], device=device).expand(inputs.shape[0], -1)
+        hidden = self.language_model(
+            inputs_embeds=inputs, attention_mask=attention.long(), position_ids=position_ids
+        ).last_hidden_state
+        rows = mask.nonzero()[:, 0]  # the row of every real frame, in order
+        latent = scatter_frames(self.mapper(hidden[rows[:, None], readouts]), mask)
+        return ModelOutput(latent=latent, actions=self.action_decoder(latent))
+
+    def _sequences(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded input embeddings ``[B, S, H]``, their lengths ``[B]``, and for every real
+        frame the ``chunk`` positions read out ``[N, chunk]``."""
         config = self.config
         mask = batch.frame_mask
-        n_rows, n_frames = mask.shape
         device = mask.device
-        dtype = self.mapper[0].weight.dtype
         images = batch.real_image_tokens(self)  # [N, tokens, H] for the real frames in order
-        states = self.state_encoder(batch.state[mask].to(dtype)) if config.state_encoder else None
+        states = self.state_encoder(batch.state[mask].to(images.dtype)) if config.state_encoder else None
         embed = self.language_model.get_input_embeddings()
         sequences, readouts = [], []
         frame_index = 0
-        for row in range(n_rows):
+        for row in range(mask.shape[0]):
             ids = torch.tensor(self._instruction(batch.instructions[row]), device=device, dtype=torch.long)
             instruction = embed(ids)
-            pieces, positions, length = [], [], 0
+            pieces, length = [], 0
             for _ in range(int(mask[row].sum())):
                 frame = [images[frame_index], instruction]
                 if states is not None:
                     frame.append(states[frame_index : frame_index + 1])
                 if config.action_token:
                     frame.append(self.action_token.expand(config.chunk, -1))
-                frame_length = sum(piece.shape[0] for piece in frame)
-                slots = range(frame_length - config.chunk, frame_length) if config.action_token else [frame_length - 1] * config.chunk
-                positions.append([length + slot for slot in slots])
+                length += sum(piece.shape[0] for piece in frame)
+                if config.action_token:
+                    readouts.append(list(range(length - config.chunk, length)))
+                else:  # the frame's last prompt position, once per chunk step
+                    readouts.append([length - 1] * config.chunk)
                 pieces.extend(frame)
-                length += frame_length
                 frame_index += 1
             sequences.append(torch.cat(pieces))
-            readouts.append(positions)
-        inputs = nn.utils.rnn.pad_sequence(sequences, batch_first=True)  # right padding
-        lengths = torch.tensor([s.shape[0] for s in sequences], device=device)
-        attention = torch.arange(inputs.shape[1], device=device)[None] < lengths[:, None]
-        position_ids = torch.arange(inputs.shape[1], device=device).expand(n_rows, -1)
-        hidden = self.language_model(
-            inputs_embeds=inputs, attention_mask=attention.long(), position_ids=position_ids
-        ).last_hidden_state
-        rows = torch.tensor([row for row, frames in enumerate(readouts) for _ in frames], device=device)
-        slots = torch.tensor([slot for frames in readouts for slot in frames], device=device)  # [N, chunk]
-        readout = hidden[rows[:, None], slots]  # [N, chunk, H]
-        latent = self.mapper(readout)
-        full = latent.new_zeros(n_rows, n_frames, config.chunk, config.latent)
-        full[mask] = latent
-        return ModelOutput(latent=full, actions=self.action_decoder(full))
+        lengths = torch.tensor([sequence.shape[0] for sequence in sequences], device=device)
+        inputs = nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+        return inputs, lengths, torch.tensor(readouts, device=device, dtype=torch.long)
 
     def encode_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
         """uint8 ``[N, H, W, 3]`` per camera → the VLM's projected image tokens ``[N, tokens, H]``."""
