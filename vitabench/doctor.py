@@ -42,6 +42,7 @@ class InitStateReport:
     task_id: int
     n_states: int
     unsettled: tuple[int, ...]
+    findings: tuple[str, ...]  # what made each unsettled state unsettled
     errors: tuple[str, ...]
     worst_displacement_m: float  # largest sideways move of any object over the settle steps
     worst_object: str
@@ -124,21 +125,18 @@ def check_task_init_states(suite_name: str, task_id: int, protocol: Protocol, st
         name: sim.model.body_name2id(obj.root_body)
         for name, obj in sim_env.env.objects_dict.items()
     }
-    settle = np.asarray(protocol.settle_action, dtype=np.float64)
     ids = range(len(env.init_states)) if states is None else states
-    unsettled, errors, displacements = [], [], []
+    unsettled, findings, errors, displacements = [], [], [], []
     worst, worst_object = 0.0, ""
     try:
         for index in ids:
             try:
-                env.clear_gripper_state()
-                sim_env.set_init_state(env.init_states[index])
+                env.restore_init_state(index, seed=protocol.seed)
                 start = {n: sim.data.body_xpos[b].copy() for n, b in bodies.items()}
-                for _ in range(protocol.settle_steps):
-                    sim_env.step(settle)
+                env.settle()
                 moved = {n: float(np.linalg.norm(sim.data.body_xpos[b][:2] - start[n][:2])) for n, b in bodies.items()}
-                speed = max((float(np.linalg.norm(sim.data.cvel[b][3:])) for b in bodies.values()), default=0.0)
-                lowest = min((float(sim.data.body_xpos[b][2]) for b in bodies.values()), default=1.0)
+                speeds = {n: float(np.linalg.norm(sim.data.cvel[b][3:])) for n, b in bodies.items()}
+                heights = {n: float(sim.data.body_xpos[b][2]) for n, b in bodies.items()}
             except Exception as exc:  # a state that cannot be loaded is a finding, not a crash
                 errors.append(f"init state {index}: {type(exc).__name__}: {exc}")
                 continue
@@ -146,8 +144,12 @@ def check_task_init_states(suite_name: str, task_id: int, protocol: Protocol, st
             displacements.append(distance)
             if distance > worst:
                 worst, worst_object = distance, name
-            if distance > LATERAL_TOLERANCE_M or speed > REST_SPEED_MS or lowest < FLOOR_Z_M:
+            problems = [f"{n} slid {d * 100:.1f} cm" for n, d in moved.items() if d > LATERAL_TOLERANCE_M]
+            problems += [f"{n} still moving at {v:.2f} m/s" for n, v in speeds.items() if v > REST_SPEED_MS]
+            problems += [f"{n} fell to z={z:.2f} m" for n, z in heights.items() if z < FLOOR_Z_M]
+            if problems:
                 unsettled.append(index)
+                findings.append(f"init state {index}: " + ", ".join(problems))
     finally:
         env.close()
     return InitStateReport(
@@ -155,6 +157,7 @@ def check_task_init_states(suite_name: str, task_id: int, protocol: Protocol, st
         task_id=task_id,
         n_states=len(ids),
         unsettled=tuple(unsettled),
+        findings=tuple(findings),
         errors=tuple(errors),
         worst_displacement_m=worst,
         worst_object=worst_object,

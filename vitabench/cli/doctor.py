@@ -49,6 +49,8 @@ def doctor(
                 f"worst sideways move {report.worst_displacement_m * 100:.2f} cm ({report.worst_object}), "
                 f"unsettled {list(report.unsettled)}, errors {len(report.errors)}, {report.wall_s:.1f} s"
             )
+            for line in report.findings + report.errors:
+                console.print(f"      {line}", highlight=False)
 
         reports = check_init_states(jobs, spec, workers=workers, states=states, on_result=show)
         table = Table(title=f"init states under {spec.name} ({spec.settle_steps} settle steps)")

@@ -149,18 +149,28 @@ class LiberoEnv(gym.Env):
                 f"init_state={index} for task {self.task.task_id} of {self.task.suite}; "
                 f"accepted: 0-{len(self.init_states) - 1}"
             )
-        if seed is not None:
-            self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
-        self._env.reset()
-        self.clear_gripper_state()
-        raw = self._env.set_init_state(self.init_states[index])
-        settle = np.asarray(self.protocol.settle_action, dtype=np.float64)
-        for _ in range(self.protocol.settle_steps):
-            raw, _, _, _ = self._env.step(settle)
+        self.restore_init_state(index, seed)
+        raw = self.settle()
         self._steps = 0
         self._success = bool(self._env.check_success())
         obs = self._observation(raw)
         return obs, {"success": self._success, "steps": 0, "init_state": index}
+
+    def restore_init_state(self, index: int, seed: int | None = None) -> dict[str, Any]:
+        """Soft-reset the simulation and load init state ``index`` (no settle steps yet)."""
+        if seed is not None:
+            self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
+        self._env.reset()
+        self.clear_gripper_state()
+        return self._env.set_init_state(self.init_states[index])
+
+    def settle(self) -> dict[str, Any]:
+        """Run the protocol's settle steps (not counted); return the last raw observation."""
+        settle = np.asarray(self.protocol.settle_action, dtype=np.float64)
+        raw: dict[str, Any] = {}
+        for _ in range(self.protocol.settle_steps):
+            raw, _, _, _ = self._env.step(settle)
+        return raw or self._env.env._get_observations()
 
     def clear_gripper_state(self) -> None:
         """Clear the grippers' internal command state, which robosuite's soft reset keeps.
