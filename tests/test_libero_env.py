@@ -173,3 +173,16 @@ def test_rendering_failure_names_mujoco_gl() -> None:
     )
     assert proc.returncode == 1
     assert "FAIL  rendering: rendering failed with MUJOCO_GL=nonexistent-backend" in proc.stdout.replace("\n", " ")
+
+
+def test_gymnasium_make_builds_the_env_by_name() -> None:
+    import gymnasium as gym
+
+    env = gym.make("vitabench.envs:vitabench/Libero-v0", suite="libero_10", task_id=2, protocol="vita_vla_paper")
+    try:
+        obs, info = env.reset(seed=1, options={"init_state": 4})
+        assert env.unwrapped.task.suite == "libero_long" and obs["instruction"] == get_suite("libero_long").task(2).instruction
+        assert env.unwrapped.max_steps == 600 and info["init_state"] == 4
+        assert env.spec is not None and env.spec.id == "vitabench/Libero-v0"
+    finally:
+        env.close()
