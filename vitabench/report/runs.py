@@ -135,13 +135,14 @@ def _disambiguate(infos: list[RunInfo]) -> list[str]:
     return labels
 
 
-def completeness_notes(run_dirs: Iterable[str | Path]) -> list[str]:
-    """One note per run whose manifest has episodes without a record (a run still going, or cut short)."""
+def completeness_notes(run_dirs: Iterable[str | Path], episodes: pd.DataFrame) -> list[str]:
+    """One note per run whose manifest has episodes without a record (a run still going, or cut short);
+    ``episodes`` is :func:`load_episodes` of the same directories."""
     notes = []
+    recorded = episodes.groupby("run_dir")["episode_id"].agg(set).to_dict()
     for run_dir in run_dirs:
-        store = RunStore(Path(run_dir))
-        planned = {e.episode_id for e in store.manifest().episodes}
-        missing = len(planned - {r.episode_id for r in store.records()})
+        planned = {e.episode_id for e in RunStore(Path(run_dir)).manifest().episodes}
+        missing = len(planned - recorded.get(str(run_dir), set()))
         if missing:
             notes.append(
                 f"INCOMPLETE: {run_dir} has records for {len(planned) - missing} of its {len(planned)} planned "

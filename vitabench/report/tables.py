@@ -26,16 +26,11 @@ COUNT_COLUMNS = ["episodes", "ok", "errors", "successes", "rate", "ci_low", "ci_
 
 def aggregate(episodes: pd.DataFrame, keys: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
     """Counts, success rate and Wilson interval of ``episodes`` grouped by ``keys``."""
-    ok = episodes["status"] == "ok"
-    frame = episodes.assign(
-        _ok=ok.astype(int),
-        _error=(~ok).astype(int),
-        _success=(ok & episodes["success"].fillna(False).astype(bool)).astype(int),
-    )
-    grouped = frame.groupby(list(keys), sort=False, dropna=False).agg(
-        episodes=("episode_id", "size"), ok=("_ok", "sum"), errors=("_error", "sum"), successes=("_success", "sum")
-    )
-    grouped = grouped.reset_index()
+    ok = episodes["status"].eq("ok")
+    success = ok & episodes["success"].fillna(False).astype(bool)
+    counts = pd.DataFrame({"episodes": 1, "ok": ok.astype(int), "errors": (~ok).astype(int),
+                           "successes": success.astype(int)})
+    grouped = counts.groupby([episodes[k] for k in keys], sort=False, dropna=False).sum().reset_index()
     intervals = [wilson_interval(int(s), int(n), confidence) for s, n in zip(grouped["successes"], grouped["ok"])]
     grouped["rate"] = [s / n if n else math.nan for s, n in zip(grouped["successes"], grouped["ok"])]
     grouped["ci_low"] = [low for low, _ in intervals]
@@ -64,26 +59,28 @@ def suite_table(episodes: pd.DataFrame) -> pd.DataFrame:
     return _order(aggregate(episodes, ["label", "protocol", "suite"]), ["suite"])
 
 
-def overall_table(episodes: pd.DataFrame) -> pd.DataFrame:
+def overall_table(episodes: pd.DataFrame, suites: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (label, protocol): episodes pooled over all suites, plus ``average``, the
-    unweighted mean of the suite rates as papers report it."""
+    unweighted mean of the suite rates as papers report it (``suites``: :func:`suite_table`'s, if at hand)."""
     pooled = aggregate(episodes, ["label", "protocol"])
-    suites = suite_table(episodes)
+    suites = suite_table(episodes) if suites is None else suites
     means = suites.groupby(["label", "protocol"], sort=False).agg(
         average=("rate", "mean"), n_suites=("suite", "nunique")
     )
     return _order(pooled.merge(means.reset_index(), on=["label", "protocol"], how="left"), [])
 
 
-def matrix_table(episodes: pd.DataFrame) -> pd.DataFrame:
+def matrix_table(
+    episodes: pd.DataFrame, suites: pd.DataFrame | None = None, overall: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Policies as rows, suites as columns (the paper's layout).
 
     Columns: ``label``, ``protocol``, ``source`` (``measured``), for every suite ``S`` the
     columns ``S``, ``S:low``, ``S:high``, ``S:ok``, ``S:errors``, then ``Average`` (mean of the
     row's suite rates), ``n_suites``, ``episodes``, ``ok``, ``errors``.
     """
-    suites = suite_table(episodes)
-    overall = overall_table(episodes)
+    suites = suite_table(episodes) if suites is None else suites
+    overall = overall_table(episodes, suites) if overall is None else overall
     suite_names = sorted(suites["suite"].unique(), key=suite_sort_key)
     rows = []
     for _, row in overall.iterrows():
@@ -152,15 +149,17 @@ def protocol_notes(matrix: pd.DataFrame) -> list[str]:
 def build_report(run_dirs: Sequence[str | Path]) -> Report:
     """Load ``run_dirs`` and build every table of the report."""
     episodes = load_episodes(run_dirs)
-    matrix = matrix_table(episodes)
-    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix), *completeness_notes(run_dirs)]
+    suites = suite_table(episodes)
+    overall = overall_table(episodes, suites)
+    matrix = matrix_table(episodes, suites, overall)
+    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix), *completeness_notes(run_dirs, episodes)]
     if int(matrix["errors"].sum()):
         notes.append(f"{int(matrix['errors'].sum())} episode(s) errored; see the 'errors' counts.")
     return Report(
         episodes=episodes,
         tasks=task_table(episodes),
-        suites=suite_table(episodes),
-        overall=overall_table(episodes),
+        suites=suites,
+        overall=overall,
         matrix=matrix,
         protocols=protocols_frame(run_dirs),
         notes=notes,
