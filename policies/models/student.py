@@ -118,7 +118,9 @@ def load_vlm(directory: str | Path) -> tuple[nn.Module, Any]:
 class StudentModel(nn.Module):
     """VITA-VLA. Per frame the LM reads ``[image tokens per camera, instruction, state, action × 3]``;
     the last-layer hidden states at the three action slots go through the mapper into the teacher's
-    action space (``latent``, matched to the teacher's action features in stage 1) and its decoder."""
+    action space (``latent``, matched to the teacher's action features in stage 1) and its decoder.
+    Frames are concatenated as embeddings without a chat template (the released code wraps each
+    frame in a user/assistant turn); the LM head is never run."""
 
     kind = "vita_vla"
 
