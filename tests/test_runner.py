@@ -33,7 +33,13 @@ VENV_PYTHON = sys.executable
 # -- a suite whose environment fails on purpose ------------------------------------------------
 
 #: task id -> (fault, init state that triggers it, step at which it triggers)
-FAULTS: dict[int, tuple[str, int, int]] = {0: ("none", -1, 0), 1: ("raise", 1, 2), 2: ("hang", 0, 2), 3: ("exit", 1, 2)}
+FAULTS: dict[int, tuple[str, int, int]] = {
+    0: ("none", -1, 0),
+    1: ("raise", 1, 2),
+    2: ("hang", 0, 2),
+    3: ("exit", 1, 2),
+    4: ("slow", -1, 0),  # 50 ms per step, every episode
+}
 
 
 class FaultyEnv:
@@ -60,6 +66,8 @@ class FaultyEnv:
 
     def step(self, action):
         fault, init_state, at_step = FAULTS[self.task.task_id]
+        if fault == "slow":
+            time.sleep(0.05)
         self.steps += 1
         self.position += float(np.asarray(action).sum())
         if self.init_state == init_state and self.steps == at_step:
@@ -204,20 +212,49 @@ def test_bad_policy_actions_are_episode_errors(tmp_path: Path, policy: str, mess
     assert all(r.status == "error" and message in r.error and r.steps == 0 for r in records.values())
 
 
-def test_cli_errored_episodes_exit_3_with_one_line(tmp_path: Path) -> None:
-    script = (
+#: ``vitabench`` in a subprocess that knows the test suite and policies.
+CLI = [
+    VENV_PYTHON,
+    "-c",
+    (
         "import sys; sys.path.insert(0, %r);"
         "from vitabench.registry import POLICIES, SUITES;"
         "SUITES.register('faulty', 'test_runner:load_faulty_suite');"
         "POLICIES.register('nan_test', 'test_runner:NanPolicy');"
         "from vitabench.cli import main; main()"
-    ) % str(Path(__file__).parent)
+    )
+    % str(Path(__file__).parent),
+]
+
+
+def test_cli_errored_episodes_exit_3_with_one_line(tmp_path: Path) -> None:
     args = ["run", "--policy", "nan_test", "--suite", "faulty", "--tasks", "0", "--episodes-per-task", "2", "--max-steps", "5", "--out", str(tmp_path / "run"), "--quiet"]
-    done = subprocess.run([VENV_PYTHON, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "2 episode(s) errored" in lines[0] and "non-finite" in lines[0]
     assert "overall" in done.stdout  # the summary is printed even with --quiet
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--policy", "zero", "--suite", "faulty", "--tasks", "4", "--episodes-per-task", "6", "--max-steps", "10", "--workers", "2", "--out", str(out), "--video", "all", "--quiet"]
+    process = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ((out / "episodes.jsonl").exists() and (out / "episodes.jsonl").read_bytes().count(b"\n") >= 2):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted:" in stderr and "continue with --resume" in stderr
+    recorded = _lines(out)
+    assert 2 <= len(recorded) < 6
+    assert not [p for p in (out / "videos").iterdir() if "partial" in p.name]  # no half-written video
+    assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(Path(r["video"]).name for r in recorded)
+    done = subprocess.run([*CLI, *args, "--resume"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(_records(out)) == len(_lines(out)) == 6
 
 
 def test_chunks_are_executed_and_slots_batched(tmp_path: Path) -> None:

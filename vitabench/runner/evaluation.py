@@ -25,7 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rich.console import Console
 
 from vitabench.api.episode import Episode, EpisodeRecord, Manifest, build_manifest
 from vitabench.api.errors import VitabenchError
@@ -199,7 +198,7 @@ def run_evaluation(
     sessions = store.config().get("sessions", []) if occupied else []
     config = {
         "format": 1,
-        "label": label,
+        "label": label if label is not None or not occupied else store.config().get("label"),
         "suite": suite_obj.name,
         "selection": {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)},
         "episodes_per_task": len(manifest.episodes) // max(1, len({e.task_id for e in manifest.episodes})),
@@ -280,9 +279,7 @@ def run_evaluation(
             display.close()
             display = None
         done = len(store.done_ids() & {e.episode_id for e in manifest.episodes})
-        Console(stderr=True).print(
-            f"interrupted: {done}/{len(manifest.episodes)} episodes recorded in {out}; continue with --resume"
-        )
+        print(f"interrupted: {done}/{len(manifest.episodes)} episodes recorded in {out}; continue with --resume", file=sys.stderr)
         raise
     finally:
         if display is not None:
@@ -295,7 +292,7 @@ def run_evaluation(
     try:
         export_parquet(out)
     except ImportError as exc:  # a broken pyarrow must not fail a finished run
-        Console(stderr=True).print(f"warning: {PARQUET_FILE} not written ({exc.__class__.__name__}: {str(exc).splitlines()[0]})")
+        print(f"warning: {PARQUET_FILE} not written ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
     return out
 
 
