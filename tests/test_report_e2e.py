@@ -69,6 +69,16 @@ def test_report_and_compare_real_runs(zero_run, tmp_path) -> None:
     assert "| scripted |" in side_by_side.stdout and "| zero |" in side_by_side.stdout
 
 
+def test_fresh_run_passes_the_committed_baseline(zero_run) -> None:
+    baseline = Path(__file__).parents[1] / "reports" / "baselines" / "zero-libero_object-smoke"
+    result = vitabench("compare", str(baseline), str(zero_run))
+    assert result.returncode == 0, (
+        f"{result.stderr.strip()} -- if the protocol changed on purpose, regenerate the baseline "
+        "(see reports/baselines/README.md)"
+    )
+    assert "Paired on 6 shared episodes" in result.stdout
+
+
 def test_ablate_runs_missing_variants_then_reuses_them(tmp_path) -> None:
     spec = Path(__file__).parents[1] / "reports" / "ablations" / "baselines_smoke.toml"
     out = tmp_path / "ablation"

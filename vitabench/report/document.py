@@ -38,7 +38,11 @@ def report_with_published(run_dirs: Sequence[str | Path], with_published: bool =
     if with_published:
         tables = published_tables()
         quoted = quoted_matrix_rows(tables, report.suite_names)
-        if not quoted.empty:
+        if quoted.empty:
+            report.notes.append(
+                f"--with-published: no published table covers {', '.join(report.suite_names)}; no quoted rows."
+            )
+        else:
             report.matrix = pd.concat([report.matrix, quoted], ignore_index=True)
     return report
 
