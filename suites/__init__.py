@@ -11,4 +11,6 @@ BUILTIN_SUITES: dict[str, str] = {
     "libero_goal": "vitabench.suites.libero:load_suite",
     "libero_long|libero_10": "vitabench.suites.libero:load_suite",
     "libero_90": "vitabench.suites.libero:load_suite",
+    "real_five": "vitabench.suites.real:load_suite",
+    "real_user": "vitabench.suites.real:load_suite",
 }
