@@ -316,7 +316,7 @@ def test_bad_inputs_write_nothing(tmp_path: Path) -> None:
     cases = [
         (dict(policy_name="nope", suite="faulty"), "unknown policy 'nope'"),
         (dict(policy_name="zero", suite="nope"), "unknown suite 'nope'"),
-        (dict(policy_name="zero", suite="faulty", tasks=[9]), "task 9 is not in suite 'faulty'; accepted: 0-3"),
+        (dict(policy_name="zero", suite="faulty", tasks=[9]), "task 9 is not in suite 'faulty'; accepted: 0-4"),
         (dict(policy_name="zero", suite="faulty", protocol=str(bad_protocol)), "missing protocol field"),
         (dict(policy_name="zero", suite="faulty", protocol="nope"), "unknown protocol 'nope'"),
         (dict(policy_name="zero", suite="faulty", video="some"), "--video 'some'"),
