@@ -68,6 +68,8 @@ def test_matrix_policies_as_rows_suites_as_columns(runs) -> None:
     good = matrix.set_index("label").loc["good"]
     assert good["libero_spatial"] == pytest.approx(0.6)
     assert good["Average"] == pytest.approx((0.6 + 14 / 18) / 2)
+    assert good["overall"] == pytest.approx(26 / 38)
+    assert (good["overall:low"], good["overall:high"]) == pytest.approx(wilson_interval(26, 38))
     bad = matrix.set_index("label").loc["bad"]
     assert pd.isna(bad["libero_spatial"]) and bad["n_suites"] == 1
 

@@ -278,6 +278,7 @@ def quoted_matrix_rows(tables: Sequence[PublishedTable], suites: Sequence[str]) 
                             f"{suite}:ok": 0, f"{suite}:errors": 0})
             present = [out[s] for s in suites if not math.isnan(out[s])]
             out.update({"Average": sum(present) / len(present), "n_suites": len(present),
+                        "overall": math.nan, "overall:low": math.nan, "overall:high": math.nan,
                         "table_columns": len(table.columns),
                         "stated_average": None if row.stated_average is None else row.stated_average / 100,
                         "episodes": 0, "ok": 0, "errors": 0})

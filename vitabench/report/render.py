@@ -49,7 +49,7 @@ def rate_cell(rate: float, low: float, high: float) -> str:
 
 
 def matrix_section(matrix: pd.DataFrame, suites: Sequence[str], notes: Sequence[str]) -> Section:
-    header = ("policy", "protocol", *suites, "Average", "episodes (ok/all)", "errors")
+    header = ("policy", "protocol", *suites, "Average", "overall (pooled)", "episodes (ok/all)", "errors")
     rows = []
     for _, row in matrix.iterrows():
         quoted = row["source"] == "quoted"
@@ -63,9 +63,12 @@ def matrix_section(matrix: pd.DataFrame, suites: Sequence[str], notes: Sequence[
                 average = f"{pct(stated)} (stated, over its {int(row['table_columns'])} suites)"
             elif abs(stated - row["Average"]) > 0.0005 + 1e-9:
                 average += f" (stated {pct(stated)}: does not match)"
+        overall = rate_cell(row["overall"], row["overall:low"], row["overall:high"])
         episodes = "quoted" if quoted else f"{row['ok']}/{row['episodes']}"
         errors = "-" if quoted else str(row["errors"])
-        rows.append((str(row["label"]), str(row["protocol"]), *cells, average, episodes, errors))
+        rows.append((str(row["label"]), str(row["protocol"]), *cells, average, overall, episodes, errors))
+    notes = [*notes, "Average = unweighted mean of the row's suite rates (as papers report it); overall (pooled) = "
+             "all the row's episodes together, with its 95% Wilson interval."]
     return Section("Success rate (%) by suite, 95% Wilson interval", header, tuple(rows), tuple(notes))
 
 

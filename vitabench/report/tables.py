@@ -77,7 +77,8 @@ def matrix_table(
 
     Columns: ``label``, ``protocol``, ``source`` (``measured``), for every suite ``S`` the
     columns ``S``, ``S:low``, ``S:high``, ``S:ok``, ``S:errors``, then ``Average`` (mean of the
-    row's suite rates), ``n_suites``, ``episodes``, ``ok``, ``errors``.
+    row's suite rates, as papers report it), ``n_suites``, ``overall``/``overall:low``/``overall:high``
+    (all the row's episodes pooled, with its Wilson interval), ``episodes``, ``ok``, ``errors``.
     """
     suites = suite_table(episodes) if suites is None else suites
     overall = overall_table(episodes, suites) if overall is None else overall
@@ -96,6 +97,7 @@ def matrix_table(
             out.update({suite: cell["rate"], f"{suite}:low": cell["ci_low"], f"{suite}:high": cell["ci_high"],
                         f"{suite}:ok": int(cell["ok"]), f"{suite}:errors": int(cell["errors"])})
         out.update({"Average": row["average"], "n_suites": int(row["n_suites"]),
+                    "overall": row["rate"], "overall:low": row["ci_low"], "overall:high": row["ci_high"],
                     "episodes": int(row["episodes"]), "ok": int(row["ok"]), "errors": int(row["errors"])})
         rows.append(out)
     return pd.DataFrame(rows)
