@@ -252,9 +252,12 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert 2 <= len(recorded) < 6
     assert not [p for p in (out / "videos").iterdir() if "partial" in p.name]  # no half-written video
     assert sorted(p.name for p in (out / "videos").iterdir()) == sorted(Path(r["video"]).name for r in recorded)
-    done = subprocess.run([*CLI, *args, "--resume"], capture_output=True, text=True, timeout=120)
+    # the run directory alone is enough to resume: run.json holds policy, suite, tasks, protocol
+    done = subprocess.run([*CLI, "run", "--resume", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(_records(out)) == len(_lines(out)) == 6
+    refused = subprocess.run([*CLI, "run", "--resume", "--out", str(out), "--max-steps", "7"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "protocol" in refused.stderr
 
 
 def test_chunks_are_executed_and_slots_batched(tmp_path: Path) -> None:

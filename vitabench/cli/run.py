@@ -41,13 +41,13 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run(
-    policy: str = typer.Option(..., "--policy", help="Registered policy name (vitabench list policies)."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Registered policy name (vitabench list policies)."),
     policy_arg: list[str] = typer.Option([], "--policy-arg", help="KEY=VALUE policy argument (JSON value or string); repeatable."),
     policy_config: Optional[Path] = typer.Option(None, "--policy-config", help="TOML or JSON file of policy arguments (--policy-arg overrides)."),
-    suite: str = typer.Option(..., "--suite", help="Suite name (vitabench list suites)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Suite name (vitabench list suites)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Task ids, e.g. 0,3 or 0-4 (default: all)."),
     episodes_per_task: Optional[int] = typer.Option(None, "--episodes-per-task", help="Default: the protocol's."),
-    protocol: str = typer.Option("standard", "--protocol", help="Protocol preset name or .toml/.json file."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Protocol preset name or .toml/.json file [default: standard]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
     workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
@@ -58,25 +58,36 @@ def run(
     label: Optional[str] = typer.Option(None, "--label", help="Name of this run in reports."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the final summary."),
 ) -> None:
-    """Evaluate POLICY on SUITE; records go to OUT/episodes.jsonl as each episode ends."""
+    """Evaluate POLICY on SUITE; records go to OUT/episodes.jsonl as each episode ends.
+
+    ``--resume --out DIR`` alone continues DIR with the policy, suite, tasks, episodes and
+    protocol stored in DIR/run.json; any of them given explicitly must match it.
+    """
     from vitabench.cli.policy_options import parse_policy_args
     from vitabench.runner import errored_records, run_evaluation
+    from vitabench.runner.evaluation import stored_arguments
 
-    args = parse_policy_args(policy_arg, policy_config)
-    task_ids = parse_tasks(tasks)
+    if resume and out is None:
+        raise CliError("--resume needs --out DIR (the run directory to continue)")
+    stored: dict = stored_arguments(out) if resume and out is not None and (out / "run.json").exists() else {}
+    if policy is None and not stored:
+        raise CliError("--policy is required (unless --resume continues a run directory)")
+    if suite is None and not stored:
+        raise CliError("--suite is required (unless --resume continues a run directory)")
+    args = parse_policy_args(policy_arg, policy_config) if policy is not None or policy_arg or policy_config else stored["policy_args"]
+    task_ids = parse_tasks(tasks) if tasks is not None else stored.get("tasks")
+    own_protocol = protocol is not None or max_steps is not None or seed is not None
     if out is None:
-        if resume:
-            raise CliError("--resume needs --out DIR (the run directory to continue)")
         out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_dir = run_evaluation(
-            policy,
+            policy or stored["policy_name"],
             args,
-            suite,
+            suite or stored["suite"],
             tasks=task_ids,
-            episodes_per_task=episodes_per_task,
-            protocol=protocol,
+            episodes_per_task=episodes_per_task if episodes_per_task is not None else stored.get("episodes_per_task"),
+            protocol=(protocol or "standard") if own_protocol or not stored else stored["protocol"],
             max_steps=max_steps,
             seed=seed,
             workers=workers,

@@ -119,6 +119,23 @@ def check_resumable(store: RunStore, policy: Mapping[str, Any], protocol: Protoc
         )
 
 
+def stored_arguments(run_dir: str | Path) -> dict[str, Any]:
+    """The run-defining arguments of an existing run directory, to resume it without repeating them:
+    ``policy_name``, ``policy_args``, ``suite``, ``tasks``, ``episodes_per_task``, ``protocol``
+    (the exact :class:`Protocol` it ran under, derivations included)."""
+    store = RunStore(Path(run_dir))
+    config = store.config()
+    tasks = sorted({e.task_id for e in store.manifest().episodes})
+    return {
+        "policy_name": config["policy"]["name"],
+        "policy_args": config["policy"]["args"],
+        "suite": config["suite"],
+        "tasks": tasks,
+        "episodes_per_task": config["episodes_per_task"],
+        "protocol": Protocol.from_dict(config["protocol"], source=str(Path(run_dir) / "run.json")),
+    }
+
+
 def _check_checkpoint(store: RunStore, checkpoint_hash: str | None) -> None:
     old = store.config().get("policy", {}).get("checkpoint_hash")
     if old != checkpoint_hash:
