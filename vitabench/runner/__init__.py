@@ -9,6 +9,16 @@ Python API::
 """
 
 from vitabench.runner.evaluation import errored_records, export_parquet, run_evaluation
-from vitabench.runner.executor import EpisodeResult, Executor, LocalExecutor, RunPlan
+from vitabench.runner.executor import EpisodeResult, Executor, LocalExecutor, LockstepLoop, RunPlan, WorkerHandle
 
-__all__ = ["EpisodeResult", "Executor", "LocalExecutor", "RunPlan", "errored_records", "export_parquet", "run_evaluation"]
+__all__ = [
+    "EpisodeResult",
+    "Executor",
+    "LocalExecutor",
+    "LockstepLoop",
+    "RunPlan",
+    "WorkerHandle",
+    "errored_records",
+    "export_parquet",
+    "run_evaluation",
+]

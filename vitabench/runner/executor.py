@@ -107,6 +107,27 @@ class _Running:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class WorkerHandle(TypingProtocol):
+    """The main-process side of one environment worker, as :class:`LockstepLoop` drives it
+    (:class:`~vitabench.runner.worker.WorkerProcess` for local processes; another backend
+    provides its own). ``send`` starts the worker if needed and raises ``WorkerDied``."""
+
+    slot: int
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def send(self, message: tuple) -> None: ...
+
+    def waitables(self) -> list[Any]: ...
+
+    def receive(self) -> tuple: ...
+
+    def kill(self) -> None: ...
+
+    def close(self, timeout: float = 10.0) -> None: ...
+
+
 class LocalExecutor:
     """``workers`` environment processes on this host, stepped in lockstep."""
 
@@ -116,14 +137,16 @@ class LocalExecutor:
         self.workers = workers
 
     def run(self, plan: RunPlan, policy: Policy, episodes: Sequence[Episode], sink: Sink, video: VideoWriter | None) -> None:
-        loop = _Lockstep(plan, policy, sink, video, [WorkerProcess(i) for i in range(min(self.workers, len(episodes)))])
+        loop = LockstepLoop(plan, policy, sink, video, [WorkerProcess(i) for i in range(min(self.workers, len(episodes)))])
         loop.run(deque(episodes))
 
 
-class _Lockstep:
-    """The stepping loop over worker slots (one episode per slot at a time)."""
+class LockstepLoop:
+    """The stepping loop over worker slots, one episode per slot at a time, episodes taken in
+    manifest order; every slot that needs an action at the same moment is served by one
+    ``policy.act``, and every action of a returned chunk is executed before asking again."""
 
-    def __init__(self, plan: RunPlan, policy: Policy, sink: Sink, video: VideoWriter | None, workers: list[WorkerProcess]) -> None:
+    def __init__(self, plan: RunPlan, policy: Policy, sink: Sink, video: VideoWriter | None, workers: Sequence[WorkerHandle]) -> None:
         self.plan, self.policy, self.sink, self.video, self.workers = plan, policy, sink, video, workers
         self.running: dict[int, _Running] = {}
 

@@ -5,6 +5,8 @@ Layout of ``DIR``::
     run.json        the run's config: suite, policy, protocol (full), manifest hash, versions, git commit
     manifest.json   every episode of the run, decided before any rollout
     episodes.jsonl  one EpisodeRecord per line, appended and fsynced as each episode ends
+    episodes.parquet  the latest record of each episode as a table, rewritten at the end of each
+                    ``vitabench run`` session (``vitabench.runner.export_parquet``)
     videos/         optional mp4s named ``<episode>__<outcome>.mp4``
 
 Appends are whole lines written with one ``write`` and fsynced; a line torn by a crash (no
