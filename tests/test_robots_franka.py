@@ -1,0 +1,102 @@
+"""The Franka driver (franky-control, libfranka protocol) against franky-sim, a separate process.
+
+franky-sim runs from its own virtualenv (``bash .ci/setup-franky-sim.sh``); without it these tests
+fail with a message naming the script. franky-sim's MuJoCo runs slower than real time on a loaded
+machine, so motions are checked by direction and against the robot's own clock, not wall time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from vitabench.api.protocol import load_protocol
+from vitabench.registry import get_suite
+from vitabench.robots.env import RobotEnv
+from vitabench.robots.franka import FrankaDriver
+from vitabench.robots.franky_sim import FrankySim
+from vitabench.robots.operator import Operator
+
+
+@pytest.fixture(scope="module")
+def sim_host():
+    with FrankySim() as host:
+        yield host
+
+
+@pytest.fixture
+def driver(sim_host):
+    driver = FrankaDriver(host=sim_host, dynamics=0.5)
+    driver.connect()
+    yield driver
+    driver.close()
+
+
+def robot_time_s(driver: FrankaDriver) -> float:
+    return driver.robot.state.time.to_sec()
+
+
+def test_twist_moves_the_arm_as_commanded_then_estop_holds(driver):
+    import time
+
+    driver.move_home()
+    start, clock = driver.read_state(), robot_time_s(driver)
+    velocity = np.array([0.0, 0.05, -0.03])
+    for _ in range(30):
+        driver.send_ee_twist(velocity, np.zeros(3), 0.05)
+        time.sleep(0.05)
+    moved = driver.read_state().ee_pos - start.ee_pos
+    elapsed = robot_time_s(driver) - clock
+    assert moved[1] > 0.01 and moved[2] < -0.005, moved  # +y and -z as commanded
+    assert abs(moved[0]) < 0.2 * np.linalg.norm(moved), moved
+    cosine = moved @ velocity / (np.linalg.norm(moved) * np.linalg.norm(velocity))
+    assert cosine > 0.97, (moved, cosine)
+    assert np.linalg.norm(moved) <= np.linalg.norm(velocity) * elapsed + 1e-3  # never faster than commanded
+    driver.estop()
+    held = driver.read_state()
+    time.sleep(0.3)
+    after = driver.read_state()
+    assert np.linalg.norm(after.ee_pos - held.ee_pos) < 1e-3  # holds after the stop
+    assert np.abs(after.joint_vel[:6]).max() < 0.05
+
+
+def test_unreachable_host_is_one_clear_line():
+    from vitabench.robots.driver import RobotError
+
+    driver = FrankaDriver(host="127.0.0.254")
+    with pytest.raises(RobotError, match=r"franka at host=127\.0\.0\.254 cannot be reached"):
+        driver.connect()
+
+
+def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"y\ns\n")
+    os.close(write_fd)
+    task = get_suite("real_five").task(0)
+    env = RobotEnv(
+        task, load_protocol("real_robot"), cameras=("agentview",), resolution=32, max_steps=12, robot="franka",
+        robot_args={"host": sim_host, "dynamics": 0.5, "camera.agentview": "render:agentview", "workspace_max": "0.8,0.4,0.49"},
+        run_dir=str(tmp_path), operator=Operator(read_fd, source="script"),
+    )
+    try:
+        obs, _ = env.reset()
+        assert obs["images"]["agentview"].shape == (32, 32, 3) and obs["images"]["agentview"].std() > 0
+        z0 = obs["state"]["ee_pos"][2]
+        assert z0 < 0.49
+        for _ in range(12):
+            obs, _, terminated, truncated, info = env.step(np.array([0, 0, 1.0, 0, 0, 0, -1]))
+    finally:
+        env.close()
+    assert truncated and info["success"] and info["extra.label_source"] == "operator:script"
+    assert info["extra.safety_clips"] > 0 and "workspace z" in info["extra.safety_events"]
+    assert obs["state"]["ee_pos"][2] <= 0.49 + 2e-3  # the box held
+    assert info["extra.control_hz"] == 20 and info["extra.achieved_hz"] > 15
+    import h5py
+
+    with h5py.File(tmp_path / "recordings" / "t000_close_drawer.hdf5") as f:
+        demo = f["data/demo_0"]
+        assert demo["obs/agentview_rgb"].shape == (12, 32, 32, 3)
+        executed, asked = demo["actions"][:], demo["policy_actions"][:]
+        assert (executed[:, 2] < asked[:, 2]).any()  # the clipped actions are what was executed
