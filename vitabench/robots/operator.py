@@ -73,7 +73,7 @@ class _LineReader:
     @classmethod
     def for_fd(cls, fd: int) -> "_LineReader":
         with cls._lock:
-            if fd not in cls._readers:
+            if fd not in cls._readers or not cls._readers[fd]._thread.is_alive():
                 cls._readers[fd] = cls(fd)
             return cls._readers[fd]
 
