@@ -308,8 +308,17 @@ def test_resume_retries_errors_and_repairs_torn_line(tmp_path: Path) -> None:
     lines = _lines(out)  # parses every line: the torn one is gone
     assert [line["episode_id"] for line in lines].count("faulty/t001/e0001") == 2  # the error stays as history
     assert _records(out)["faulty/t001/e0001"].status == "error"  # it fails again: deterministic fault
-    run_dir_config = json.loads((out / "run.json").read_text())
-    assert [s["episodes_to_run"] for s in run_dir_config["sessions"]] == [3, 1]
+    config = json.loads((out / "run.json").read_text())
+    assert [s["episodes_to_run"] for s in config["sessions"]] == [3, 1]
+    assert config["versions"]["mujoco"] and config["versions"]["numpy"] == np.__version__
+    assert len(config["git"]["commit"]) == 40
+    assert config["protocol"]["name"] == "standard+max_steps=5" and config["protocol"]["max_steps"]["libero_object"] == 5
+    assert config["policy"] == {"name": "zero", "args": {}, "checkpoint_hash": None}
+    import pandas as pd
+
+    table = pd.read_parquet(out / "episodes.parquet")  # the latest record of each episode
+    assert sorted(table["episode_id"]) == ["faulty/t001/e0000", "faulty/t001/e0001", "faulty/t001/e0002"]
+    assert table.set_index("episode_id").loc["faulty/t001/e0001", "status"] == "error"
 
 
 def test_bad_inputs_write_nothing(tmp_path: Path) -> None:

@@ -213,6 +213,19 @@ def run_evaluation(
 
     todo = pending_episodes(store, manifest) if occupied else list(manifest.episodes)
     sessions = store.config().get("sessions", []) if occupied else []
+    session = {
+        "started_at": _now(),
+        "argv": list(argv if argv is not None else sys.argv),
+        "workers": workers,
+        "video": str(video_mode),
+        "step_timeout_s": step_timeout,
+        "episodes_to_run": len(todo),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "versions": package_versions(),
+        "git": git_commit(),
+    }
+    first = sessions[0] if sessions else session
     config = {
         "format": 1,
         "label": label if label is not None or not occupied else store.config().get("label"),
@@ -225,21 +238,11 @@ def run_evaluation(
         "protocol_hash": resolved.hash,
         "manifest_hash": manifest.hash,
         "created_at": store.config().get("created_at") if occupied else _now(),
-        "sessions": [
-            *sessions,
-            {
-                "started_at": _now(),
-                "argv": list(argv if argv is not None else sys.argv),
-                "workers": workers,
-                "video": str(video_mode),
-                "step_timeout_s": step_timeout,
-                "episodes_to_run": len(todo),
-                "host": platform.node(),
-                "python": platform.python_version(),
-                "versions": package_versions(),
-                "git": git_commit(),
-            },
-        ],
+        # the session that created the run; every session (resumes included) is in "sessions"
+        "argv": first["argv"],
+        "versions": first["versions"],
+        "git": first["git"],
+        "sessions": [*sessions, session],
     }
     store.create(config, manifest)
 
