@@ -117,7 +117,9 @@ class Scene:
     objects: dict[str, np.ndarray]
     bboxes: dict[str, np.ndarray]
     extents: dict[str, np.ndarray]
+    geom_boxes: dict[str, np.ndarray]
     sites: dict[str, np.ndarray]
+    robot_base: np.ndarray
 
     @classmethod
     def from_observation(cls, observation: Observation) -> "Scene":
@@ -133,8 +135,25 @@ class Scene:
             objects={k: np.asarray(v, dtype=np.float64) for k, v in privileged["objects"].items()},
             bboxes={k: np.asarray(v, dtype=np.float64) for k, v in privileged["bboxes"].items()},
             extents={k: np.asarray(v, dtype=np.float64) for k, v in privileged["extents"].items()},
+            geom_boxes={k: np.asarray(v, dtype=np.float64) for k, v in privileged["geom_boxes"].items()},
             sites={k: np.asarray(v, dtype=np.float64) for k, v in privileged["sites"].items()},
+            robot_base=np.asarray(privileged["robot_base"], dtype=np.float64),
         )
+
+    def clearance(self, point_xy: np.ndarray, z: float, exclude: str) -> float:
+        """Horizontal distance from a point to the nearest geom (of another object) spanning
+        heights ``z - 0.025`` to ``z + 0.12`` (where fingers and hand go), at most 0.15 m."""
+        nearest = 0.15
+        for name, boxes in self.geom_boxes.items():
+            if name == exclude:
+                continue
+            near = boxes[(boxes[:, 5] > z - 0.025) & (boxes[:, 2] < z + 0.12)]
+            if len(near) == 0:
+                continue
+            dx = np.maximum.reduce([near[:, 0] - point_xy[0], np.zeros(len(near)), point_xy[0] - near[:, 3]])
+            dy = np.maximum.reduce([near[:, 1] - point_xy[1], np.zeros(len(near)), point_xy[1] - near[:, 4]])
+            nearest = min(nearest, float(np.hypot(dx, dy).min()))
+        return nearest
 
     def bottom(self, name: str) -> float:
         return float(self.bboxes[name][2])
@@ -162,7 +181,9 @@ class PickPlace:
     hold_offset: float = 0.0  # ee z - object bottom while held
     carry_bottom: float = 0.0  # object bottom height while carried
     attempts: int = 0
+    failed_directions: list[np.ndarray] = field(default_factory=list)
     z_history: list[float] = field(default_factory=list)
+    xy_history: list[np.ndarray] = field(default_factory=list)
 
     # ---- plan ----
     def _plan_grasp(self, scene: Scene) -> None:
@@ -193,22 +214,17 @@ class PickPlace:
         """A point on a bowl's rim with the fingers across the wall, away from other objects."""
         radius = max(extents[0], extents[1]) - 0.012
         center = scene.center(self.obj)
-        grasp_z = scene.top(self.obj)
+        grasp_z = scene.top(self.obj) - 0.018
         best, best_score = None, -np.inf
         for angle in np.linspace(-np.pi, np.pi, 16, endpoint=False):
             direction = np.array([np.cos(angle), np.sin(angle)])
             point = center[:2] + radius * direction
             yaw = current + wrap_half_turn(finger_yaw_for(direction) - current)
-            clearance = 0.15
-            for name, box in scene.bboxes.items():
-                if name == self.obj or box[5] < grasp_z - 0.04 or box[2] > grasp_z + 0.15:
-                    continue
-                if box[3] - box[0] > 1.0:  # tables and floors
-                    continue
-                dx = max(box[0] - point[0], 0.0, point[0] - box[3])
-                dy = max(box[1] - point[1], 0.0, point[1] - box[4])
-                clearance = min(clearance, float(np.hypot(dx, dy)))
-            score = min(clearance, 0.06) - 0.02 * abs(yaw - current)
+            outer_finger = point + 0.045 * direction
+            clearance = min(scene.clearance(point, grasp_z, self.obj), scene.clearance(outer_finger, grasp_z, self.obj))
+            reach = np.linalg.norm(point - scene.robot_base[:2]) - np.linalg.norm(center[:2] - scene.robot_base[:2])
+            score = min(clearance, 0.04) - 0.3 * reach - 0.01 * abs(yaw - current)
+            score -= sum(0.05 for failed in self.failed_directions if float(failed @ direction) > 0.7)
             if score > best_score:
                 best_score, best = score, (np.append(radius * direction, 0.0), yaw)
         assert best is not None
@@ -224,7 +240,7 @@ class PickPlace:
     def _place_xy(self, scene: Scene) -> np.ndarray:
         if self.target in scene.sites:
             return scene.sites[self.target][:2]
-        return scene.center(self.target)[:2]
+        return scene.objects[self.target][:2]
 
     def _surface(self, scene: Scene) -> float:
         """Height the object's bottom should come down to."""
@@ -248,11 +264,11 @@ class PickPlace:
         ee = scene.ee_pos
         grasp = self._grasp_point(scene)
         if self.phase == "approach":
-            hover = grasp + np.array([0.0, 0.0, 0.08])
+            hover = grasp + np.array([0.0, 0.0, 0.06])
             hover[2] = max(hover[2], min(ee[2], grasp[2] + 0.2))
             xy_error = np.linalg.norm(hover[:2] - ee[:2])
             yaw_error = abs(self.grasp_yaw - gripper_yaw(scene.ee_rotation))
-            if xy_error < 0.01 and yaw_error < 0.08:
+            if xy_error < 0.01 and yaw_error < 0.08 and scene.gripper_opening > 0.06:
                 return self._next("descend", hover, OPEN)
             if xy_error > 0.03:  # travel high until above the grasp point
                 hover[2] = max(hover[2], ee[2])
@@ -264,12 +280,13 @@ class PickPlace:
         if self.phase == "close":
             if self.phase_steps >= 12:
                 self.hold_offset = ee[2] - scene.bottom(self.obj)
-                self.carry_bottom = max(self._clear_height(scene), scene.bottom(self.obj) + 0.06)
+                self.carry_bottom = self._clear_height(scene)
                 return self._next("lift", ee, CLOSE)
             return grasp, self.grasp_yaw, CLOSE, False
         if self.phase == "lift":
             target = ee.copy()
-            target[2] = self.carry_bottom + self.hold_offset
+            lift_bottom = max(self.carry_bottom, self._support_under(scene) + 0.03)
+            target[2] = lift_bottom + self.hold_offset
             if not self._holding(scene):
                 return self._retry(scene)
             if target[2] - ee[2] < 0.02:
@@ -278,13 +295,14 @@ class PickPlace:
         if self.phase == "carry":
             if not self._holding(scene):
                 return self._retry(scene)
-            offset = self._place_xy(scene) - scene.center(self.obj)[:2]
-            target = np.array([ee[0] + offset[0], ee[1] + offset[1], self.carry_bottom + self.hold_offset])
-            if np.linalg.norm(offset) < 0.008:
+            offset = self._place_xy(scene) - scene.objects[self.obj][:2]
+            bottom = max(self.carry_bottom, self._support_under(scene) + 0.03)
+            target = np.array([ee[0] + offset[0], ee[1] + offset[1], bottom + self.hold_offset])
+            if np.linalg.norm(offset) < 0.012 or (self.phase_steps > 20 and self._stalled_xy(ee, 8)):
                 return self._next("lower", target, CLOSE)
             return target, self.grasp_yaw, CLOSE, False
         if self.phase == "lower":
-            offset = self._place_xy(scene) - scene.center(self.obj)[:2]
+            offset = self._place_xy(scene) - scene.objects[self.obj][:2]
             gap = scene.bottom(self.obj) - self._surface(scene)
             target = np.array([ee[0] + offset[0], ee[1] + offset[1], ee[2] - gap])
             if gap < 0.015 or self._stalled(ee, 4) or self.phase_steps > 60:
@@ -300,12 +318,25 @@ class PickPlace:
             return target, self.grasp_yaw, OPEN, self.phase_steps >= 15
         raise AssertionError(self.phase)
 
+    def _support_under(self, scene: Scene) -> float:
+        """Highest top of the objects under the held object's footprint (tables and floors aside)."""
+        held = scene.bboxes[self.obj]
+        tops = [-np.inf]
+        for name, box in scene.bboxes.items():
+            if name == self.obj or box[3] - box[0] > 1.0 or box[4] - box[1] > 1.0:
+                continue
+            if box[0] < held[3] + 0.01 and held[0] - 0.01 < box[3] and box[1] < held[4] + 0.01 and held[1] - 0.01 < box[4]:
+                tops.append(float(box[5]))
+        return max(tops)
+
     def _holding(self, scene: Scene) -> bool:
         held = scene.ee_pos[2] - scene.bottom(self.obj) < self.hold_offset + 0.03
         return held and scene.gripper_opening > 0.002
 
     def _retry(self, scene: Scene) -> tuple[np.ndarray, float, float, bool]:
         self.attempts += 1
+        if self.grasp_offset is not None and np.linalg.norm(self.grasp_offset[:2]) > 0:
+            self.failed_directions.append(self.grasp_offset[:2] / np.linalg.norm(self.grasp_offset[:2]))
         self.grasp_offset = None
         target = scene.ee_pos + np.array([0.0, 0.0, 0.05])
         return self._next("approach", target, OPEN)
@@ -314,7 +345,14 @@ class PickPlace:
         self.phase = phase
         self.phase_steps = 0
         self.z_history.clear()
+        self.xy_history.clear()
         return target, self.grasp_yaw, gripper, False
+
+    def _stalled_xy(self, ee: np.ndarray, window: int) -> bool:
+        self.xy_history.append(ee[:2].copy())
+        if len(self.xy_history) <= window:
+            return False
+        return float(np.linalg.norm(self.xy_history[-1] - self.xy_history[-1 - window])) < 0.003
 
     def _stalled(self, ee: np.ndarray, window: int) -> bool:
         self.z_history.append(float(ee[2]))

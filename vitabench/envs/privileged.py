@@ -7,10 +7,13 @@
   collision geoms of the object's whole body tree (drawers and doors included);
 - ``extents``: ``{name: [hx, hy, hz, cx, cy, cz]}`` half-sizes and centre of the same geoms in the
   object's root-body frame (the object's own dimensions, independent of how it lies);
+- ``geom_boxes``: ``{name: [G, 6]}`` the same kind of box around each collision geom of the
+  object on its own (finer than ``bboxes``: the walls of an open drawer, a basket's rim);
 - ``sites``: ``{name: [x, y, z, qw, qx, qy, qz, sx, sy, sz]}`` pose and half-size of every BDDL
   region site (``basket_1_contain_region``, ``wooden_cabinet_1_top_region``, ...);
 - ``joints``: ``{name: qpos}`` positions of the hinge and slide joints of articulated objects
-  (drawers, doors, knobs), in the order of the object's ``joints``.
+  (drawers, doors, knobs), in the order of the object's ``joints``;
+- ``robot_base``: ``[x, y, z]`` of the robot's base (where the arm reaches from).
 """
 
 from __future__ import annotations
@@ -53,18 +56,21 @@ def _geom_corners(sim: Any) -> tuple[np.ndarray, np.ndarray]:
     return world, model.body_rootid[model.geom_bodyid[geoms]]
 
 
-def object_geometry(libero_env: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """World AABBs and root-frame extents of every object's collision geoms (see module doc)."""
+def object_geometry(libero_env: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """World AABBs, root-frame extents and per-geom world boxes of every object (see module doc)."""
     inner = libero_env.env
     sim = inner.sim
     corners, roots = _geom_corners(sim)
     bboxes: dict[str, np.ndarray] = {}
     extents: dict[str, np.ndarray] = {}
+    geom_boxes: dict[str, np.ndarray] = {}
     for name, obj in _entities(inner).items():
         body_id = sim.model.body_name2id(obj.root_body)
-        points = corners[roots == sim.model._model.body_rootid[body_id]].reshape(-1, 3)
-        if len(points) == 0:
+        mine = corners[roots == sim.model._model.body_rootid[body_id]]
+        if len(mine) == 0:
             continue
+        geom_boxes[name] = np.concatenate([mine.min(1), mine.max(1)], axis=1).astype(np.float32)
+        points = mine.reshape(-1, 3)
         bboxes[name] = np.concatenate([points.min(0), points.max(0)]).astype(np.float32)
         rotation = sim.data.body_xmat[body_id].reshape(3, 3)
         # Points of a child body of a fixture belong to the fixture's top-level body; measure them
@@ -72,7 +78,7 @@ def object_geometry(libero_env: Any) -> tuple[dict[str, np.ndarray], dict[str, n
         local = (points - sim.data.body_xpos[body_id]) @ rotation
         low, high = local.min(0), local.max(0)
         extents[name] = np.concatenate([(high - low) / 2.0, (high + low) / 2.0]).astype(np.float32)
-    return bboxes, extents
+    return bboxes, extents, geom_boxes
 
 
 def region_sites(libero_env: Any) -> dict[str, np.ndarray]:
@@ -106,13 +112,22 @@ def articulation(libero_env: Any) -> dict[str, np.ndarray]:
     return joints
 
 
+def robot_base(libero_env: Any) -> np.ndarray:
+    """World position of the (first) robot's base body."""
+    inner = libero_env.env
+    sim = inner.sim
+    return np.asarray(sim.data.body_xpos[sim.model.body_name2id(inner.robots[0].robot_model.root_body)], dtype=np.float32)
+
+
 def privileged_state(libero_env: Any) -> dict[str, Any]:
     """Everything an expert may read beyond the policy's cameras and proprioception."""
-    bboxes, extents = object_geometry(libero_env)
+    bboxes, extents, geom_boxes = object_geometry(libero_env)
     return {
         "objects": object_poses(libero_env),
         "bboxes": bboxes,
         "extents": extents,
+        "geom_boxes": geom_boxes,
         "sites": region_sites(libero_env),
         "joints": articulation(libero_env),
+        "robot_base": robot_base(libero_env),
     }
