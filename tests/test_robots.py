@@ -144,7 +144,7 @@ def test_unknown_robot_and_robot_args_are_named():
 def test_recording_is_libero_format_and_replayable(tmp_path):
     import h5py
 
-    from vitabench.policies.replay import load_demo
+    from vitabench.policies.replay import ReplayPolicy
 
     recording = EpisodeRecording(tmp_path / "rec.hdf5", "close the drawer", "franka", {"task": "close_drawer"})
     for k in range(4):
@@ -161,5 +161,42 @@ def test_recording_is_libero_format_and_replayable(tmp_path):
         np.testing.assert_allclose(obs["ee_ori"][0], [np.pi, 0, 0], atol=1e-6)  # xyzw (1,0,0,0): pi about x
         np.testing.assert_allclose(obs["gripper_states"][0], [0.04, -0.04])
         assert list(f["data/demo_0/rewards"]) == [0, 0, 0, 1]
-    actions, instruction = load_demo(tmp_path / "rec.hdf5", 0)
-    assert instruction == "close the drawer" and actions.shape == (4, 7)
+    replay = ReplayPolicy(str(tmp_path / "rec.hdf5"), demo=0, chunk=4)  # real demos play back through `replay`
+    assert replay.instruction == "close the drawer"
+    replay.reset(get_suite("real_five").task(0))
+    np.testing.assert_allclose(replay.act([{}])[0], np.stack([[0.1 * k, 0, 0, 0, 0, 0, -1] for k in range(4)]), atol=1e-6)
+
+
+# -- cameras and env arguments -------------------------------------------------------------------
+def test_opencv_camera_reads_a_video_file_as_square_rgb(tmp_path):
+    import imageio.v2 as imageio
+
+    from vitabench.robots.cameras import open_camera
+
+    path = tmp_path / "clip.mp4"
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :, 0] = 200  # red
+    imageio.mimwrite(path, [frame] * 3, fps=10)
+    camera = open_camera(f"opencv:{path}", 16)
+    image = camera.read(np.zeros(7))
+    camera.close()
+    assert image.shape == (16, 16, 3) and image[..., 0].mean() > 150 and image[..., 2].mean() < 50  # RGB, not BGR
+    with pytest.raises(VitabenchError, match="camera spec 'usb0'; accepted: opencv:INDEX"):
+        open_camera("usb0", 16)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"robot": None}, r"suite 'real_five' runs on a real robot; accepted: --robot franka\|piper"),
+        ({"robot": "franka", "cameras": ("agentview",)}, r"camera\(s\) agentview but the robot has none by that name; accepted: --robot-arg camera.agentview="),
+        ({"robot": "franka", "privileged": True}, "a real robot has no privileged state"),
+        ({"robot": "franka", "robot_args": {"action_mode": "joint"}}, "action_mode=joint needs 6 joints"),
+        ({"robot": "franka", "robot_args": {"workspace_min": "0,1"}}, r"--robot-arg workspace_min='0,1'; accepted: three numbers"),
+    ],
+)
+def test_robot_env_rejects_bad_setups_before_connecting(kwargs, message):
+    from vitabench.robots.env import RobotEnv
+
+    with pytest.raises(VitabenchError, match=message):
+        RobotEnv(get_suite("real_five").task(0), load_protocol("real_robot"), **kwargs)
