@@ -14,7 +14,6 @@ When the file names its task (LIBERO's ``data`` attribute ``problem_info`` JSON 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -24,33 +23,6 @@ from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec
 from vitabench.api.suite import Task
 from vitabench.wrappers import batch_slots
-
-
-def load_demo(path: Path, demo: int) -> tuple[np.ndarray, str | None]:
-    """The actions of ``data/demo_<demo>`` and the file's task instruction (``None`` if absent)."""
-    import h5py
-
-    if not path.is_file():
-        raise VitabenchError(f"replay path={str(path)!r}: no such file; accepted: a LIBERO-format HDF5 file")
-    try:
-        with h5py.File(path, "r") as f:
-            if "data" not in f:
-                raise VitabenchError(f"replay file {path} has no 'data' group; accepted: LIBERO-format HDF5 (data/demo_N/actions)")
-            demos = sorted((k for k in f["data"] if k.startswith("demo_")), key=lambda k: int(k.split("_")[-1]))
-            key = f"demo_{demo}"
-            if key not in f["data"] or "actions" not in f["data"][key]:
-                shown = ", ".join(d.removeprefix("demo_") for d in demos[:20]) or "none"
-                raise VitabenchError(f"replay demo={demo} is not in {path}; accepted: {shown}")
-            actions = np.asarray(f["data"][key]["actions"], dtype=np.float32)
-            info = f["data"].attrs.get("problem_info")
-    except OSError as exc:
-        raise VitabenchError(f"replay file {path} cannot be read as HDF5: {exc}") from exc
-    if actions.ndim != 2 or actions.shape[1] != ACTION_DIM or len(actions) == 0:
-        raise VitabenchError(f"replay {path} demo_{demo}/actions has shape {actions.shape}; accepted: (T, {ACTION_DIM}), T >= 1")
-    if not np.isfinite(actions).all():
-        raise VitabenchError(f"replay {path} demo_{demo}/actions holds NaN or inf values")
-    instruction = json.loads(info).get("language_instruction") if info is not None else None
-    return actions, instruction
 
 
 class ReplayPolicy(BasePolicy):
@@ -63,7 +35,9 @@ class ReplayPolicy(BasePolicy):
             raise VitabenchError(f"replay chunk={chunk!r}: accepted: an integer >= 1")
         self.path = Path(path)
         self.demo = demo
-        self.actions, self.instruction = load_demo(self.path, demo)
+        from vitabench.training.data import load_demo_actions
+
+        self.actions, self.instruction = load_demo_actions(self.path, demo)
         self.spec = PolicySpec(state_keys=(), chunk=chunk)
         hold = np.zeros(ACTION_DIM, dtype=np.float32)
         hold[-1] = self.actions[-1, -1]

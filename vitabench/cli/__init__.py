@@ -8,6 +8,7 @@ import click
 import typer
 
 from vitabench.api.errors import VitabenchError
+from vitabench.cli import collect as collect_command
 from vitabench.cli import doctor, listing
 from vitabench.cli import run as run_command
 from vitabench.cli import report as report_commands
@@ -24,6 +25,7 @@ app.command("doctor")(doctor.doctor)
 app.command("run")(run_command.run)
 report_commands.register(app)
 app.command("serve")(serve_command.serve)
+app.command("collect")(collect_command.collect)
 
 
 def main() -> None:
