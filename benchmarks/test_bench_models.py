@@ -26,7 +26,7 @@ RESOLUTION = 128
 BATCH = 8
 TASK = Task("libero_goal", 0, "bench", "open the middle drawer of the cabinet", 50)
 #: (policy, preset, interleaved rounds, the lowest amortisation ratio accepted)
-CASES = [("teacher", "tiny", 10, 2.0), ("vita_vla", "tiny", 10, 2.0), ("vita_vla", "small", 1, 0.8)]
+CASES = [("teacher", "tiny", 10, 1.5), ("vita_vla", "tiny", 10, 1.5), ("vita_vla", "small", 1, 0.8)]
 
 
 def observations(n: int, seed: int) -> list[dict]:

@@ -181,6 +181,18 @@ def test_features_of_a_frame_ignore_later_frames(name, policies):
     assert not torch.allclose(first[:, 2], second[:, 2])
 
 
+def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
+    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+
+    torch.manual_seed(0)
+    model = TeacherModel.build(TEACHER_PRESETS["paper"]).eval()
+    assert len(model.blocks) == 24 and model.blocks[0].heads == 12 and model.resamplers["agentview"].latents.shape == (6, 768)
+    batch = frame_batch(n_rows=1, n_frames=2)  # one real frame, one padded
+    with torch.inference_mode():
+        output = model(batch)
+    assert output.latent.shape == (1, 2, 3, 384) and not output.latent[0, 1].any() and output.newest_actions(batch).shape == (1, 3, 7)
+
+
 def test_untrained_preset_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="vitabench.policies"):
         policy = make_policy("teacher", preset="tiny", device="cpu")
@@ -236,7 +248,7 @@ def test_policies_step_a_real_libero_env(policies):
             obs, _ = env.reset(seed=protocol.seed, options={"init_state": 0})
             policy.reset(task, slot=0)
             start = obs["state"]["ee_pos"].copy()
-            for _ in range(4):
+            for _ in range(3):
                 chunk = policy.act([obs], [0])
                 assert chunk.shape[0] == 1 and chunk.shape[2] == 7 and np.isfinite(chunk).all()
                 for action in chunk[0]:
