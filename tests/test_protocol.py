@@ -46,7 +46,7 @@ def test_hash_changes_when_any_field_changes(field: str) -> None:
         "settle_steps": 11, "settle_action": (0,) * 7, "cameras": ("agentview",), "resolution": 224,
         "image_orientation": "raw", "seed": 8, "seed_rule": "per_episode", "init_state_ids": tuple(range(49)),
         "episodes_per_task": 20, "success_rule": "success_at_end", "control_freq": 10,
-        "simulator": {**base.simulator, "mujoco": "3.3.3"}, "derived_from": "x",
+        "simulator": {**base.simulator, "mujoco": "3.3.3"}, "derived_from": "x", "domain": {"name": "dim"},
     }
     assert field in changed_values, f"test does not cover protocol field {field}"
     assert dataclasses.replace(base, **{field: changed_values[field]}).hash != base.hash

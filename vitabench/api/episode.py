@@ -140,6 +140,7 @@ class EpisodeRecord:
     video: str | None = None
     finished_at: float = 0.0
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    domain: str | None = None  # the protocol's visual domain (``set/name@version``); None: as built
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=_jsonable)

@@ -58,6 +58,7 @@ class Protocol:
     control_freq: int = 20
     simulator: Mapping[str, str] = field(default_factory=dict)
     derived_from: str | None = None
+    domain: Mapping[str, Any] | None = None  # a visual domain's full parameters (see with_domain)
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,6 +94,8 @@ class Protocol:
         data["settle_action"] = [float(a) for a in self.settle_action]
         data["cameras"] = list(self.cameras)
         data["init_state_ids"] = list(self.init_state_ids)
+        if self.domain is None:  # protocols without a domain keep the hash they always had
+            del data["domain"]
         return data
 
     @property
@@ -132,6 +135,22 @@ class Protocol:
         if seed < 0:
             raise ProtocolError(f"--seed {seed}: must be a non-negative integer")
         return dataclasses.replace(self, name=f"{self.name}+seed={seed}", seed=seed, derived_from=self.ref)
+
+    def with_domain(self, domain: Any) -> Protocol:
+        """A derived protocol whose scenes look like ``domain`` (a :class:`vitabench.envs.domains.Domain`).
+
+        The hash covers every parameter of the domain, not only its name.
+        """
+        return dataclasses.replace(
+            self, name=f"{self.name}+domain={domain.ref}", domain=domain.to_dict(), derived_from=self.ref
+        )
+
+    @property
+    def domain_ref(self) -> str | None:
+        """``set/name@version`` of the protocol's visual domain, ``None`` for the scenes as built."""
+        if self.domain is None:
+            return None
+        return f"{self.domain['set']}/{self.domain['name']}@{self.domain['version']}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Protocol:

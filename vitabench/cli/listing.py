@@ -1,4 +1,4 @@
-"""``vitabench list suites|tasks|protocols|policies``: readable tables, or ``--json``."""
+"""``vitabench list suites|tasks|protocols|policies|domains``: readable tables, or ``--json``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from rich.table import Table
 
 from vitabench.cli.common import echo_json
 
-app = typer.Typer(no_args_is_help=True, help="List suites, tasks, protocols and policies.")
+app = typer.Typer(no_args_is_help=True, help="List suites, tasks, protocols, policies and visual domains.")
 
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 
@@ -105,3 +105,15 @@ def list_policies(as_json: bool = JSON_OPTION) -> None:
         echo_json(data)
         return
     _print("policies", ["name", "target", "source"], [[d["name"], d["target"], d["source"]] for d in data])
+
+
+@app.command("domains")
+def list_domains(as_json: bool = JSON_OPTION) -> None:
+    """The visual domains (vitabench run --domain): set, version and what each changes."""
+    from vitabench.envs.domains import all_domains
+
+    domains = list(all_domains().values())
+    if as_json:
+        echo_json([{"ref": d.ref, **d.to_dict()} for d in domains])
+        return
+    _print("domains", ["set", "name", "version", "description"], [[d.set, d.name, d.version, d.description] for d in domains])

@@ -1,6 +1,7 @@
 """A LIBERO task under a protocol, as a Gymnasium environment.
 
-One environment = one (suite task, protocol). ``reset(options={"init_state": i})`` restores
+One environment = one (suite task, protocol); a protocol with a visual domain (``with_domain``)
+renders every observation in it. ``reset(options={"init_state": i})`` restores
 init state ``i`` on a freshly reset simulation, then runs the protocol's settle steps, which do
 not count toward the step limit. Cameras are created and rendered only when asked for.
 """
@@ -8,7 +9,7 @@ not count toward the step limit. Cameras are created and rendered only when aske
 from __future__ import annotations
 
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +19,9 @@ from vitabench.api.policy import ACTION_DIM, STATE_KEYS
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Task
 from vitabench.envs.rendering import ensure_gl_backend, rendering_error
+
+if TYPE_CHECKING:
+    from vitabench.envs.domains import Domain, SceneDomain
 
 #: LIBERO's camera names (agentview = third person, robot0_eye_in_hand = wrist).
 LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
@@ -77,6 +81,13 @@ class LiberoEnv(gym.Env):
         self.render_mode = render_mode
         self._init_states: np.ndarray | None = None
         self._env = self._make_sim()
+        self.domain: Domain | None = None
+        self._scene: SceneDomain | None = None
+        self._episode_key = (0, 0)  # (seed, init state): with the step, it fixes sensor noise draws
+        if protocol.domain is not None:
+            from vitabench.envs.domains import Domain
+
+            self.set_domain(Domain.from_dict(protocol.domain))
         self._steps = 0
         self._success = False
         self._last_obs: dict[str, Any] | None = None
@@ -161,8 +172,25 @@ class LiberoEnv(gym.Env):
         if seed is not None:
             self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
         self._env.reset()
+        if self._scene is not None:
+            self._scene.apply(self.domain)
+        self._episode_key = (0 if seed is None else int(seed), index)
         self.clear_gripper_state()
         return self._env.set_init_state(self.init_states[index])
+
+    def set_domain(self, domain: Domain | None) -> None:
+        """Render from now on in visual ``domain`` (``None``: the scene as built); physics is untouched."""
+        if self._scene is None and domain is not None:
+            from vitabench.envs.domains import SceneDomain
+
+            self._scene = SceneDomain(self._env.env.sim.model)
+        if self._scene is not None:
+            self._scene.apply(domain)
+        self.domain = domain
+
+    def render_observation(self) -> dict[str, Any]:
+        """The observation of the current state rendered again (e.g. after :meth:`set_domain`)."""
+        return self._observation(self._env.env._get_observations(force_update=True))
 
     def settle(self) -> dict[str, Any]:
         """Run the protocol's settle steps (not counted); return the last raw observation."""
@@ -225,6 +253,13 @@ class LiberoEnv(gym.Env):
         }
         if self.cameras:
             obs["images"] = {cam: orient(raw[f"{cam}_image"], self.protocol.image_orientation) for cam in self.cameras}
+            if self.domain is not None and self.domain.has_sensor_noise:
+                from vitabench.envs.domains import corrupt_image
+
+                obs["images"] = {
+                    cam: corrupt_image(image, self.domain, (*self._episode_key, self._steps, i))
+                    for i, (cam, image) in enumerate(obs["images"].items())
+                }
         if self.privileged:
             from vitabench.envs.privileged import privileged_state
 
