@@ -45,6 +45,14 @@ def wait_for_records(run_dir: Path, count: int, process: subprocess.Popen, timeo
     raise AssertionError(f"no {count} records in {timeout} s")
 
 
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 def env_workers(parent: int) -> list[int]:
     """Pids of the spawned env workers of ``parent`` (found in /proc, no hook in the runner)."""
     pids = []
@@ -81,6 +89,10 @@ def test_sigkill_then_resume_matches_uninterrupted(reference: Path, tmp_path: Pa
     process.wait(timeout=30)
     recorded = lines(out)  # every line parses: fsynced whole-line appends
     assert 2 <= len(recorded) < 4, "the run finished before it could be killed"
+    deadline = time.monotonic() + 30
+    while alive(recorded[0]["worker"]["pid"]):
+        assert time.monotonic() < deadline, "the env worker outlived its killed main process"
+        time.sleep(0.1)
     resumed = subprocess.run([*args, "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     ids = [line["episode_id"] for line in lines(out)]

@@ -97,6 +97,8 @@ def worker_main(conn: multiprocessing.connection.Connection) -> None:
                 conn.send(("step", obs, float(reward), bool(terminated), bool(truncated), _plain_info(info)))
             else:
                 raise ValueError(f"unknown worker command {kind!r}")
+        except (BrokenPipeError, ConnectionResetError):
+            break  # the main process is gone
         except Exception as exc:  # noqa: BLE001 - every env failure becomes an episode error
             if env is not None:
                 try:
@@ -104,7 +106,10 @@ def worker_main(conn: multiprocessing.connection.Connection) -> None:
                 except Exception:  # noqa: BLE001 - the env is being dropped anyway
                     pass
             env, config = None, None
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            try:
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            except (BrokenPipeError, ConnectionResetError):
+                break
     if env is not None:
         env.close()
 
