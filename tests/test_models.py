@@ -66,7 +66,7 @@ def checkpoints(policies, tmp_path_factory) -> dict[str, Path]:
     paths = {}
     for name, policy in policies.items():
         paths[name] = tmp_path_factory.mktemp(name)
-        save_checkpoint(policy.model, paths[name], policy.spec, protocol)
+        save_checkpoint(policy.model, paths[name], dataclasses.replace(policy.spec, resolution=128), protocol)
     return paths
 
 
@@ -83,6 +83,7 @@ def test_save_load_round_trip_gives_identical_actions(name, policies, checkpoint
     ensembled = make_policy(name, checkpoint=str(checkpoints[name]), device="cpu", ensemble=0.01)
     assert ensembled.spec.chunk == 1 and ensembled.checkpoint_hash == loaded.checkpoint_hash
     assert loaded.spec.cameras == CAMERAS and loaded.spec.history == 7 and loaded.spec.chunk == 3
+    assert loaded.spec.resolution == 128  # the resolution it was trained at
     assert set(np.unique(after[-1][..., 6])) <= {-1.0, 1.0}
     assert np.all(np.abs(after[-1][..., :6]) <= 1.0)
 

@@ -228,7 +228,13 @@ def make_model_policy(
             if name in saved.config and saved.config[name] != (list(value) if isinstance(value, tuple) else value):
                 raise CheckpointError(f"checkpoint {saved.directory} was trained with {name}={saved.config[name]!r}, not {value!r}")
         model = load_model(saved, config_class, from_saved)
-        return ModelPolicy(model, device=device, resolution=resolution, checkpoint_hash=saved.weights_hash, trained_protocol=saved.protocol)
+        return ModelPolicy(
+            model,
+            device=device,
+            resolution=resolution or saved.spec.resolution,
+            checkpoint_hash=saved.weights_hash,
+            trained_protocol=saved.protocol,
+        )
     if preset is None:
         raise VitabenchError(f"{kind} needs checkpoint=DIR or preset=NAME; presets: {', '.join(presets)}")
     if preset not in presets:
