@@ -366,3 +366,14 @@ def test_videos_sample_and_failures(tmp_path: Path) -> None:
     out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "f", video="failures")
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["faulty_t000_e0001__failure.mp4"]
     assert _records(out)["faulty/t000/e0000"].video is None
+
+
+def test_seed_and_max_steps_derive_a_protocol(tmp_path: Path) -> None:
+    out = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=3, out=tmp_path / "run")
+    records = _records(out)
+    assert {r.seed for r in records.values()} == {3}  # the standard protocol gives every episode its seed
+    assert {r.protocol["name"] for r in records.values()} == {"standard+seed=3+max_steps=4"}
+    assert all(r.steps == 4 or r.success for r in records.values())
+    other = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=4, out=tmp_path / "other")
+    # another seed: other random actions, so other trajectories
+    assert {e: r.extra["state_digest"] for e, r in _records(other).items()} != {e: r.extra["state_digest"] for e, r in records.items()}
