@@ -177,7 +177,7 @@ def test_features_of_a_frame_ignore_later_frames(name, policies):
     )
     batch.frame_mask[:] = True
     with torch.inference_mode():
-        first, second = model(batch).latent, model(changed).latent
+        first, second = model(batch).action_features, model(changed).action_features
     torch.testing.assert_close(first[:, :2], second[:, :2], atol=1e-5, rtol=0)
     assert not torch.allclose(first[:, 2], second[:, 2])
 
@@ -191,7 +191,7 @@ def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
     batch = frame_batch(n_rows=1, n_frames=2)  # one real frame, one padded
     with torch.inference_mode():
         output = model(batch)
-    assert output.latent.shape == (1, 2, 3, 384) and not output.latent[0, 1].any() and output.newest_actions(batch).shape == (1, 3, 7)
+    assert output.action_features.shape == (1, 2, 3, 384) and not output.action_features[0, 1].any() and output.newest_actions(batch).shape == (1, 3, 7)
 
 
 def test_untrained_preset_says_so(caplog):

@@ -196,10 +196,11 @@ class FrameBatch:
 
 @dataclass
 class ModelOutput:
-    """Per frame and chunk step: ``latent [B, T, chunk, D]`` (the action-space features) and the
-    decoded actions; padded frames hold zeros."""
+    """Per frame and chunk step: ``action_features [B, T, chunk, D]`` (the teacher's transformer
+    outputs at its action queries; the student's mapper output, matched to them in stage 1) and
+    the decoded actions; padded frames hold zeros."""
 
-    latent: torch.Tensor
+    action_features: torch.Tensor
     actions: ActionOutput
 
     def newest_actions(self, batch: FrameBatch) -> torch.Tensor:

@@ -118,7 +118,7 @@ def load_vlm(directory: str | Path) -> tuple[nn.Module, Any]:
 class StudentModel(nn.Module):
     """VITA-VLA. Per frame the LM reads ``[image tokens per camera, instruction, state, action × 3]``;
     the last-layer hidden states at the three action slots go through the mapper into the teacher's
-    action space (``latent``, matched to the teacher's action features in stage 1) and its decoder.
+    action space (``action_features``, matched to the teacher's in stage 1) and its decoder.
     Frames are concatenated as embeddings without a chat template (the released code wraps each
     frame in a user/assistant turn); the LM head is never run."""
 
@@ -171,8 +171,8 @@ class StudentModel(nn.Module):
             inputs_embeds=inputs, attention_mask=attention.long(), position_ids=position_ids
         ).last_hidden_state
         rows = mask.nonzero()[:, 0]  # the row of every real frame, in order
-        latent = scatter_frames(self.mapper(hidden[rows[:, None], readouts]), mask)
-        return ModelOutput(latent=latent, actions=self.action_decoder(latent))
+        features = scatter_frames(self.mapper(hidden[rows[:, None], readouts]), mask)
+        return ModelOutput(action_features=features, actions=self.action_decoder(features))
 
     def _sequences(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded input embeddings ``[B, S, H]``, their lengths ``[B]``, and for every real

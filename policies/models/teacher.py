@@ -211,7 +211,7 @@ class TeacherModel(nn.Module):
             x = block(x, allowed)
         x = self.final_norm(x).view(n_rows, n_frames, config.tokens_per_frame, -1)
         features = x[:, :, -config.chunk :] * mask[:, :, None, None]
-        return ModelOutput(latent=features, actions=self.action_decoder(features))
+        return ModelOutput(action_features=features, actions=self.action_decoder(features))
 
     def _attention_mask(self, frame_mask: torch.Tensor) -> torch.Tensor:
         """``[B, S, S]``: causal over real tokens; action queries are seen by no other token."""
