@@ -2,9 +2,11 @@
 
     python benchmarks/scripted_sweep.py libero_object --out /tmp/scripted-object.jsonl
     python benchmarks/scripted_sweep.py libero_spatial --tasks 0,4 --init-states 0-9
+    python benchmarks/scripted_sweep.py --table runs/scripted-object/episodes.jsonl
 
 One JSON line per episode is appended to ``--out`` as soon as it ends (a rerun skips the episodes
 already there), and a markdown table of per-task success is printed (and written next to it).
+``--table`` only prints that table for existing records (this script's or ``vitabench run``'s).
 """
 
 from __future__ import annotations
@@ -92,12 +94,18 @@ def success_table(records: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite")
+    parser.add_argument("suite", nargs="?")
+    parser.add_argument("--table", type=Path, help="only print the table of these JSONL records")
     parser.add_argument("--tasks", default="0-9", help="task ids, e.g. 0-9 or 0,3,5")
     parser.add_argument("--init-states", default="0-49", help="init states, e.g. 0-49")
     parser.add_argument("--protocol", default="standard")
-    parser.add_argument("--out", type=Path, required=True, help="JSONL file, appended to")
+    parser.add_argument("--out", type=Path, help="JSONL file, appended to")
     args = parser.parse_args()
+    if args.table:
+        print(success_table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
+        return
+    if not args.suite or not args.out:
+        parser.error("a suite and --out are needed to run a sweep")
     records = run_sweep(args.suite, _parse_range(args.tasks), _parse_range(args.init_states), args.protocol, args.out)
     table = success_table(records)
     args.out.with_suffix(".md").write_text(table + "\n")

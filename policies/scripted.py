@@ -3,9 +3,14 @@
 The policy reads the task's BDDL goal at ``reset`` and turns each goal predicate into a skill:
 
 - ``(In X R)`` / ``(On X Y)``: pick ``X`` and place it in region site ``R`` or on object/site ``Y``
-  (approach from above, descend, close, lift, carry, lower, release, retreat);
+  (approach from above, descend, close, lift, carry, lower, release, retreat); bowls and mugs are
+  grasped by the rim, other objects across their narrowest horizontal side; putting something in
+  a drawer's region opens that drawer first;
+- ``(Open D)`` / ``(Close D)`` for the drawers of LIBERO's cabinets: grasp the handle from above
+  and pull, or push the front;
+- ``(TurnOn K)`` for stove knobs: grasp the knob from above and twist the wrist.
 
-other predicates (``Open``, ``Close``, ``TurnOn``, ...) are not handled: ``reset`` raises a
+Goals outside this list (a microwave door, ``Stack``, ...) are refused: ``reset`` raises a
 :class:`~vitabench.api.errors.VitabenchError` naming the predicate, so a run records the episode as
 an error instead of silently scoring a do-nothing policy.
 
@@ -28,7 +33,13 @@ from vitabench.api.suite import Task
 from vitabench.wrappers import batch_slots
 
 #: Goal predicates the expert can achieve.
-SUPPORTED_PREDICATES: tuple[str, ...] = ("in", "on")
+SUPPORTED_GOALS: tuple[str, ...] = (
+    "(in OBJECT REGION|OBJECT)",
+    "(on OBJECT REGION|OBJECT)",
+    "(open DRAWER)",
+    "(close DRAWER)",
+    "(turnon KNOB)",
+)
 
 OPEN, CLOSE = -1.0, 1.0
 #: The gripper points down with its fingers along world -y at yaw 0 (LIBERO's home pose).
@@ -119,6 +130,8 @@ class Scene:
     extents: dict[str, np.ndarray]
     geom_boxes: dict[str, np.ndarray]
     sites: dict[str, np.ndarray]
+    joint_frames: dict[str, np.ndarray]
+    joint_geoms: dict[str, np.ndarray]
     robot_base: np.ndarray
 
     @classmethod
@@ -137,6 +150,8 @@ class Scene:
             extents={k: np.asarray(v, dtype=np.float64) for k, v in privileged["extents"].items()},
             geom_boxes={k: np.asarray(v, dtype=np.float64) for k, v in privileged["geom_boxes"].items()},
             sites={k: np.asarray(v, dtype=np.float64) for k, v in privileged["sites"].items()},
+            joint_frames={k: np.asarray(v, dtype=np.float64) for k, v in privileged["joint_frames"].items()},
+            joint_geoms={k: np.asarray(v, dtype=np.float64) for k, v in privileged["joint_geoms"].items()},
             robot_base=np.asarray(privileged["robot_base"], dtype=np.float64),
         )
 
@@ -155,6 +170,20 @@ class Scene:
             nearest = min(nearest, float(np.hypot(dx, dy).min()))
         return nearest
 
+    def site_half_size(self, name: str) -> np.ndarray:
+        """World half-extents of a region site (its size turned by its orientation, as LIBERO does)."""
+        site = self.sites[name]
+        return np.abs(quat_wxyz_to_matrix(site[3:7]) @ site[7:10])
+
+    def joint_key(self, name: str) -> str:
+        """The joint that articulates ``name`` (a region site, or an object: its first joint)."""
+        if name in self.joint_frames:
+            return name
+        keys = [k for k in self.joint_frames if k.startswith(name + "/")]
+        if not keys:
+            raise VitabenchError(f"scripted policy found no joint for {name!r}; accepted: {sorted(self.joint_frames)}")
+        return keys[0]
+
     def bottom(self, name: str) -> float:
         return float(self.bboxes[name][2])
 
@@ -167,8 +196,47 @@ class Scene:
 
 
 # -- skills ----------------------------------------------------------------------------------------
+#: Objects grasped by the rim (fingers across the wall) rather than across the body.
+RIM_OBJECTS: tuple[str, ...] = ("bowl", "mug", "cup", "ramekin")
+
+
+def _has_rim(name: str) -> bool:
+    return any(kind in name for kind in RIM_OBJECTS)
+
+
+def _category(name: str) -> str:
+    """``wooden_cabinet_1_top_region`` -> ``wooden_cabinet``: the object class of a name."""
+    words = name.split("_")
+    for i, word in enumerate(words):
+        if word.isdigit():
+            return "_".join(words[:i])
+    return name
+
+
+#: Joint position that counts as open for each articulated object class (LIBERO's ranges).
+OPEN_POSITIONS: dict[str, float] = {
+    "wooden_cabinet": -0.15,
+    "white_cabinet": -0.15,
+    "yellow_cabinet": -0.15,
+    "short_cabinet": 0.13,
+}
+#: Joint position that counts as turned on, for knobs.
+TURNED_ON_POSITIONS: dict[str, float] = {"flat_stove": 0.5, "yellow_stove": 0.5}
+
+Command = tuple[np.ndarray, float, float, bool]
+
+
+class Skill:
+    """One goal predicate's controller: ``act(scene) -> (ee target, yaw, gripper, done)``."""
+
+    phase: str = "start"
+
+    def act(self, scene: Scene) -> Command:
+        raise NotImplementedError
+
+
 @dataclass
-class PickPlace:
+class PickPlace(Skill):
     """Pick ``obj`` and put it in/on ``target`` (a region site or an object)."""
 
     obj: str
@@ -191,7 +259,7 @@ class PickPlace:
         extents = scene.extents[self.obj]
         rotation = quat_wxyz_to_matrix(scene.objects[self.obj][3:])
         current = gripper_yaw(scene.ee_rotation)
-        if "bowl" in self.obj:
+        if _has_rim(self.obj):
             self.grasp_offset, self.grasp_yaw = self._rim_grasp(scene, extents, current)
             return
         vertical = int(np.argmax(np.abs(rotation[2, :])))
@@ -211,7 +279,7 @@ class PickPlace:
         self.grasp_yaw = best_yaw
 
     def _rim_grasp(self, scene: Scene, extents: np.ndarray, current: float) -> tuple[np.ndarray, float]:
-        """A point on a bowl's rim with the fingers across the wall, away from other objects."""
+        """A point on a bowl's or mug's rim with the fingers across the wall, away from other objects."""
         radius = max(extents[0], extents[1]) - 0.012
         center = scene.center(self.obj)
         grasp_z = scene.top(self.obj) - 0.018
@@ -233,20 +301,35 @@ class PickPlace:
     def _grasp_point(self, scene: Scene) -> np.ndarray:
         center = scene.center(self.obj)
         bottom, top = scene.bottom(self.obj), scene.top(self.obj)
-        depth = 0.018 if "bowl" in self.obj else 0.03
+        depth = 0.018 if _has_rim(self.obj) else 0.03
         z = max(top - depth, bottom + 0.01)
         return np.array([center[0] + self.grasp_offset[0], center[1] + self.grasp_offset[1], z])
 
     def _place_xy(self, scene: Scene) -> np.ndarray:
-        if self.target in scene.sites:
-            return scene.sites[self.target][:2]
-        return scene.objects[self.target][:2]
+        """Where the object's centre goes: the target's centre, or for a container region the
+        free spot (centre or up to 3 cm off it) farthest from what is already inside."""
+        if self.target not in scene.sites:
+            return scene.objects[self.target][:2]
+        center = scene.sites[self.target][:2]
+        if not self.inside:
+            return center
+        half = scene.site_half_size(self.target)[:2]
+        others = [
+            pose[:2]
+            for name, pose in scene.objects.items()
+            if name != self.obj and np.all(np.abs(pose[:2] - center) < half) and not self.target.startswith(name)
+        ]
+        if not others:
+            return center
+        spots = [center + np.array([dx, dy]) for dx in (-0.03, 0.0, 0.03) for dy in (-0.03, 0.0, 0.03)]
+        return max(spots, key=lambda spot: min(float(np.linalg.norm(spot - o)) for o in others))
 
     def _surface(self, scene: Scene) -> float:
         """Height the object's bottom should come down to."""
         if self.target in scene.sites:
-            site = scene.sites[self.target]
-            return float(site[2] - site[9]) if self.inside else float(site[2] + site[9])
+            height = scene.site_half_size(self.target)[2]
+            z = scene.sites[self.target][2]
+            return float(z - height) if self.inside else float(z + height)
         return scene.top(self.target) - 0.01
 
     def _clear_height(self, scene: Scene) -> float:
@@ -361,20 +444,172 @@ class PickPlace:
         return abs(self.z_history[-1] - self.z_history[-1 - window]) < 0.002
 
 
-def make_skill(goal: Goal) -> PickPlace:
-    """The skill that achieves one goal predicate; a clear error for those not supported."""
-    if goal.predicate in ("in", "on") and len(goal.args) == 2:
-        return PickPlace(obj=goal.args[0], target=goal.args[1], inside=goal.predicate == "in")
-    raise VitabenchError(
-        f"scripted policy cannot achieve goal ({goal.predicate} {' '.join(goal.args)}); "
-        f"accepted predicates: {', '.join(SUPPORTED_PREDICATES)}"
-    )
+@dataclass
+class Slide(Skill):
+    """Open (pull) or close (push) a drawer through its handle, grasped from above."""
+
+    region: str
+    opening: bool
+    phase: str = "approach"
+    phase_steps: int = 0
+    yaw: float | None = None
+
+    def _state(self, scene: Scene) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(joint position, open position, unit pull direction, handle centre)."""
+        key = scene.joint_key(self.region)
+        frame = scene.joint_frames[key]
+        category = _category(key.split("/")[0] if "/" in key else self.region)
+        if category not in OPEN_POSITIONS:
+            raise VitabenchError(f"scripted policy cannot open or close {category!r}; accepted: {', '.join(OPEN_POSITIONS)}")
+        open_at = OPEN_POSITIONS[category]
+        pull = frame[1:4] * np.sign(open_at)
+        boxes = scene.joint_geoms[key]
+        centers = (boxes[:, :3] + boxes[:, 3:]) / 2.0
+        handle = centers[int(np.argmax(centers @ pull))]
+        return float(frame[0]), open_at, pull, handle
+
+    def _done(self, position: float, open_at: float) -> bool:
+        if self.opening:
+            return abs(position) >= abs(open_at) + 0.003
+        return abs(position) <= 0.003
+
+    def act(self, scene: Scene) -> Command:
+        self.phase_steps += 1
+        position, open_at, pull, handle = self._state(scene)
+        if self.yaw is None:
+            current = gripper_yaw(scene.ee_rotation)
+            self.yaw = current + wrap_half_turn(finger_yaw_for(pull[:2]) - current)
+        ee = scene.ee_pos
+        if self.phase == "approach":
+            if self._done(position, open_at):
+                return self._next("retreat", ee, OPEN)
+            # opening: fingers around the handle; closing: fingertips just in front of it
+            grip = handle + (0.0 if self.opening else 0.02) * pull
+            hover = grip + np.array([0.0, 0.0, 0.06])
+            hover[2] = max(hover[2], ee[2]) if np.linalg.norm(hover[:2] - ee[:2]) > 0.03 else hover[2]
+            if np.linalg.norm(hover - ee) < 0.015 and abs(self.yaw - gripper_yaw(scene.ee_rotation)) < 0.08:
+                return self._next("descend", hover, OPEN if self.opening else CLOSE)
+            return hover, self.yaw, OPEN if self.opening else CLOSE, False
+        if self.phase == "descend":
+            grip = handle + (0.0 if self.opening else 0.02) * pull
+            gripper = OPEN if self.opening else CLOSE
+            if np.linalg.norm(grip - ee) < 0.008 or self.phase_steps > 40:
+                return self._next("close" if self.opening else "move", grip, CLOSE)
+            return grip, self.yaw, gripper, False
+        if self.phase == "close":
+            if self.phase_steps >= 12:
+                return self._next("move", ee, CLOSE)
+            return ee, self.yaw, CLOSE, False
+        if self.phase == "move":
+            remaining = (abs(open_at) - abs(position)) if self.opening else abs(position)
+            direction = pull if self.opening else -pull
+            if self._done(position, open_at) or self.phase_steps > 80:
+                return self._next("release", ee, OPEN)
+            target = ee + direction * min(remaining + 0.02, 0.05)
+            target[2] = handle[2]
+            return target, self.yaw, CLOSE, False
+        if self.phase == "release":
+            if self.phase_steps >= 8:
+                return self._next("retreat", ee, OPEN)
+            return ee, self.yaw, OPEN, False
+        if self.phase == "retreat":  # back off along the pull direction, then up
+            target = ee + np.array([0.0, 0.0, 0.03]) + 0.02 * pull
+            return target, self.yaw, OPEN, self.phase_steps >= 10
+        raise AssertionError(self.phase)
+
+    def _next(self, phase: str, target: np.ndarray, gripper: float) -> Command:
+        self.phase, self.phase_steps = phase, 0
+        return target, float(self.yaw), gripper, False
+
+
+@dataclass
+class TurnOn(Skill):
+    """Turn a knob about its vertical axis: grasp it from above and twist the wrist."""
+
+    obj: str
+    phase: str = "approach"
+    phase_steps: int = 0
+    start_yaw: float | None = None
+
+    def act(self, scene: Scene) -> Command:
+        self.phase_steps += 1
+        key = scene.joint_key(self.obj)
+        frame = scene.joint_frames[key]
+        category = _category(self.obj)
+        if category not in TURNED_ON_POSITIONS:
+            raise VitabenchError(f"scripted policy cannot turn on {category!r}; accepted: {', '.join(TURNED_ON_POSITIONS)}")
+        boxes = scene.joint_geoms[key]
+        knob = np.array([frame[4], frame[5], float(boxes[:, 5].max()) - 0.012])
+        position, axis_up = float(frame[0]), float(np.sign(frame[3]) or 1.0)
+        ee = scene.ee_pos
+        yaw = gripper_yaw(scene.ee_rotation)
+        if self.phase == "approach":
+            if position >= TURNED_ON_POSITIONS[category] + 0.1:
+                return self._next("retreat", ee, OPEN, yaw)
+            hover = knob + np.array([0.0, 0.0, 0.06])
+            if np.linalg.norm(hover[:2] - ee[:2]) > 0.03:
+                hover[2] = max(hover[2], ee[2])
+            if np.linalg.norm(hover - ee) < 0.012:
+                return self._next("descend", hover, OPEN, yaw)
+            return hover, yaw if self.start_yaw is None else self.start_yaw, OPEN, False
+        if self.start_yaw is None:
+            self.start_yaw = yaw
+        if self.phase == "descend":
+            if np.linalg.norm(knob - ee) < 0.006 or self.phase_steps > 40:
+                return self._next("close", knob, CLOSE, self.start_yaw)
+            return knob, self.start_yaw, OPEN, False
+        if self.phase == "close":
+            if self.phase_steps >= 10:
+                return self._next("twist", knob, CLOSE, self.start_yaw)
+            return knob, self.start_yaw, CLOSE, False
+        if self.phase == "twist":
+            if position >= TURNED_ON_POSITIONS[category] + 0.15 or self.phase_steps > 40:
+                return self._next("release", knob, OPEN, yaw)
+            return knob, self.start_yaw + axis_up * 1.0, CLOSE, False
+        if self.phase == "release":
+            if self.phase_steps >= 8:
+                return self._next("retreat", ee, OPEN, yaw)
+            return ee, yaw, OPEN, False
+        if self.phase == "retreat":
+            return ee + np.array([0.0, 0.0, 0.04]), yaw, OPEN, self.phase_steps >= 8
+        raise AssertionError(self.phase)
+
+    def _next(self, phase: str, target: np.ndarray, gripper: float, yaw: float) -> Command:
+        self.phase, self.phase_steps = phase, 0
+        return target, yaw, gripper, False
+
+
+def make_skills(goals: Sequence[Goal]) -> list[Skill]:
+    """Skills achieving a conjunction of goal predicates, in a workable order: drawers opened
+    first (also those a goal puts something *in*), then pick-and-place, then closing and turning
+    on. A predicate the expert cannot achieve raises naming it."""
+    opened: list[Skill] = []
+    placed: list[Skill] = []
+    finished: list[Skill] = []
+    for goal in goals:
+        if goal.predicate in ("in", "on") and len(goal.args) == 2:
+            obj, target = goal.args
+            if goal.predicate == "in" and _category(target) in OPEN_POSITIONS:
+                opened.append(Slide(target, opening=True))
+            placed.append(PickPlace(obj=obj, target=target, inside=goal.predicate == "in"))
+        elif goal.predicate == "open" and len(goal.args) == 1:
+            opened.append(Slide(goal.args[0], opening=True))
+        elif goal.predicate == "close" and len(goal.args) == 1 and _category(goal.args[0]) in OPEN_POSITIONS:
+            finished.append(Slide(goal.args[0], opening=False))
+        elif goal.predicate == "turnon" and len(goal.args) == 1:
+            finished.append(TurnOn(goal.args[0]))
+        else:
+            raise VitabenchError(
+                f"scripted policy cannot achieve goal ({goal.predicate} {' '.join(goal.args)}); "
+                f"accepted: {', '.join(SUPPORTED_GOALS)}"
+            )
+    return opened + placed + finished
 
 
 # -- the policy ------------------------------------------------------------------------------------
 @dataclass
 class _Episode:
-    skills: list[PickPlace]
+    skills: list[Skill]
     current: int = 0
 
 
@@ -396,7 +631,7 @@ class ScriptedPolicy(BasePolicy):
         bddl_file = task.source.get("bddl_file")
         if not bddl_file:
             raise VitabenchError(f"task {task.name!r} of {task.suite} has no BDDL goal; scripted needs a LIBERO task")
-        self._episodes[slot] = _Episode([make_skill(goal) for goal in parse_goal(bddl_file)])
+        self._episodes[slot] = _Episode(make_skills(parse_goal(bddl_file)))
 
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         actions = np.zeros((len(observations), 1, ACTION_DIM), dtype=np.float32)

@@ -12,7 +12,12 @@
 - ``sites``: ``{name: [x, y, z, qw, qx, qy, qz, sx, sy, sz]}`` pose and half-size of every BDDL
   region site (``basket_1_contain_region``, ``wooden_cabinet_1_top_region``, ...);
 - ``joints``: ``{name: qpos}`` positions of the hinge and slide joints of articulated objects
-  (drawers, doors, knobs), in the order of the object's ``joints``;
+  (drawers, doors, knobs), in model order;
+- ``joint_frames``: ``{"object/joint": [qpos, ax, ay, az, x, y, z]}`` each such joint's position,
+  world axis and world anchor (``wooden_cabinet_1/top_level``, ``flat_stove_1/button``, ...), and
+  the same under the name of a region site that joint moves (``wooden_cabinet_1_top_region``);
+- ``joint_geoms``: ``{"object/joint": [G, 6]}`` world boxes of the collision geoms of the body
+  that joint moves (a drawer with its handle, a knob);
 - ``robot_base``: ``[x, y, z]`` of the robot's base (where the arm reaches from).
 """
 
@@ -95,21 +100,47 @@ def region_sites(libero_env: Any) -> dict[str, np.ndarray]:
     return sites
 
 
-def articulation(libero_env: Any) -> dict[str, np.ndarray]:
-    """Positions of the non-free joints of every object that has some (see module doc)."""
+def _object_joints(inner: Any, obj: Any) -> list[int]:
+    """Ids of an object's hinge and slide joints (drawers, doors, knobs), in model order."""
+    model = inner.sim.model._model
+    root = inner.sim.model.body_name2id(obj.root_body)
+    ids = []
+    for joint_id in range(model.njnt):
+        if model.jnt_type[joint_id] != _FREE_JOINT and model.body_rootid[model.jnt_bodyid[joint_id]] == root:
+            ids.append(joint_id)
+    return ids
+
+
+def articulation(libero_env: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Joint positions per object, and per joint its world frame and its moving geoms (module doc)."""
     inner = libero_env.env
     sim = inner.sim
     model = sim.model._model
+    data = sim.data._data
+    corners, _ = _geom_corners(sim)
+    collides = np.flatnonzero((model.geom_contype != 0) | (model.geom_conaffinity != 0))
     joints: dict[str, np.ndarray] = {}
+    frames: dict[str, np.ndarray] = {}
+    moving: dict[str, np.ndarray] = {}
     for name, obj in _entities(inner).items():
-        values = []
-        for joint in getattr(obj, "joints", None) or ():
-            joint_id = sim.model.joint_name2id(joint)
-            if model.jnt_type[joint_id] != _FREE_JOINT:
-                values.append(sim.data.qpos[model.jnt_qposadr[joint_id]])
-        if values:
-            joints[name] = np.asarray(values, dtype=np.float32)
-    return joints
+        ids = _object_joints(inner, obj)
+        if not ids:
+            continue
+        joints[name] = np.asarray([data.qpos[model.jnt_qposadr[j]] for j in ids], dtype=np.float32)
+        for joint_id in ids:
+            key = f"{name}/{sim.model.joint_id2name(joint_id).removeprefix(name + '_')}"
+            qpos = data.qpos[model.jnt_qposadr[joint_id]]
+            frames[key] = np.concatenate([[qpos], data.xaxis[joint_id], data.xanchor[joint_id]]).astype(np.float32)
+            body = model.jnt_bodyid[joint_id]
+            mine = corners[model.geom_bodyid[collides] == body]
+            moving[key] = np.concatenate([mine.min(1), mine.max(1)], axis=1).astype(np.float32)
+    for site_name, site in inner.object_sites_dict.items():  # a region inside a drawer: its joint
+        for joint in getattr(site, "joints", None) or ():
+            owner = site.parent_name
+            key = f"{owner}/{joint.removeprefix(owner + '_')}"
+            if key in frames:
+                frames[site_name], moving[site_name] = frames[key], moving[key]
+    return joints, frames, moving
 
 
 def robot_base(libero_env: Any) -> np.ndarray:
@@ -122,12 +153,15 @@ def robot_base(libero_env: Any) -> np.ndarray:
 def privileged_state(libero_env: Any) -> dict[str, Any]:
     """Everything an expert may read beyond the policy's cameras and proprioception."""
     bboxes, extents, geom_boxes = object_geometry(libero_env)
+    joints, joint_frames, joint_geoms = articulation(libero_env)
     return {
         "objects": object_poses(libero_env),
         "bboxes": bboxes,
         "extents": extents,
         "geom_boxes": geom_boxes,
         "sites": region_sites(libero_env),
-        "joints": articulation(libero_env),
+        "joints": joints,
+        "joint_frames": joint_frames,
+        "joint_geoms": joint_geoms,
         "robot_base": robot_base(libero_env),
     }
