@@ -10,7 +10,8 @@ apart. Resume rules:
 * a resumed run executes the episodes with no record and the episodes whose latest record is an
   ``error`` (errors are infrastructure failures worth retrying); the errored record stays in
   ``episodes.jsonl`` as history and the newer record supersedes it (``RunStore.records``);
-* ``resume=True`` on a missing or empty directory starts the run.
+* ``resume=True`` on a missing or empty directory starts the run;
+* a directory another run is writing to (it holds ``DIR/.lock``) is refused.
 """
 
 from __future__ import annotations
