@@ -184,3 +184,23 @@ def _quat_matrix(q: np.ndarray) -> np.ndarray:
             [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
         ]
     )
+
+
+def test_nothing_moves_before_the_operator_confirms(arm):
+    import threading
+
+    emulator, driver = arm
+    read_fd, write_fd = os.pipe()
+    env = RobotEnv(get_suite("real_five").task(0), load_protocol("real_robot"), driver=driver, operator=Operator(read_fd, source="script"))
+    motion_ids = {0x151, 0x152, 0x153, 0x154, 0x155, 0x156, 0x157, 0x159}
+    before = len([1 for can_id, _ in emulator.commands if can_id in motion_ids])
+    resetting = threading.Thread(target=env.reset)
+    resetting.start()
+    time.sleep(0.3)
+    assert resetting.is_alive()  # waiting for the operator
+    assert len([1 for can_id, _ in emulator.commands if can_id in motion_ids]) == before
+    os.write(write_fd, b"y\n")
+    resetting.join(10)
+    assert not resetting.is_alive()
+    assert last_command(emulator, 0x157)["joints"] == tuple(round(math.degrees(q) * 1000) for q in HOME)  # then it homes
+    os.close(write_fd)

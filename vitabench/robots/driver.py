@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
@@ -134,3 +135,21 @@ def euler_xyz_to_quat(rx: float, ry: float, rz: float) -> np.ndarray:
         ],
         dtype=np.float64,
     )
+
+
+def parse_robot_args(pairs: list[str]) -> dict[str, Any]:
+    """``--robot-arg KEY=VALUE`` pairs: a JSON value when valid JSON, else the string given.
+
+    Keys are identifiers, or dotted like ``camera.agentview``.
+    """
+    args: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not all(part.isidentifier() for part in key.split(".")):
+            raise VitabenchError(f"--robot-arg {pair!r}; accepted: KEY=VALUE, e.g. host=172.16.0.2 or camera.agentview=opencv:0")
+        try:
+            args[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            args[key] = raw
+    return args
