@@ -1,0 +1,186 @@
+"""Training pieces on small real HDF5 files: the LIBERO-format reader/writer (and an official-layout
+file), training windows, errors for mismatched data, the schedule, seeded/resumable training,
+distillation variants and their lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from vitabench.api.errors import VitabenchError
+from vitabench.training.data import Demo, DemoWriter, axis_angle_to_quat_xyzw, iter_demos, load_demo_actions, read_info
+from vitabench.training.loop import TrainSettings, Windows, schedule
+
+CAMERAS = ("agentview", "robot0_eye_in_hand")
+INSTRUCTION = "pick up the alphabet soup and place it in the basket"
+
+
+def make_demo(steps: int, seed: int, resolution: int = 32, action_dim: int = 7) -> Demo:
+    rng = np.random.default_rng(seed)
+    return Demo(
+        actions=rng.uniform(-1, 1, (steps, action_dim)).astype(np.float32),
+        images={camera: rng.integers(0, 255, (steps, resolution, resolution, 3), dtype=np.uint8) for camera in CAMERAS},
+        ee_pos=rng.normal(size=(steps, 3)).astype(np.float32),
+        ee_ori=rng.normal(scale=0.5, size=(steps, 3)).astype(np.float32),
+        gripper_states=rng.normal(scale=0.02, size=(steps, 2)).astype(np.float32),
+        joint_states=rng.normal(size=(steps, 7)).astype(np.float32),
+        instruction=INSTRUCTION,
+        attrs={"init_state": seed},
+    )
+
+
+def write_file(path: Path, lengths: tuple[int, ...] = (9, 6), resolution: int = 32, protocol: dict | None = None) -> Path:
+    attrs = {"problem_info": {"language_instruction": INSTRUCTION}, "env_args": {"env_name": "libero_object"}}
+    if protocol is not None:
+        attrs["protocol"] = protocol
+    with DemoWriter(path, attrs=attrs) as writer:
+        for i, steps in enumerate(lengths):
+            writer.append(make_demo(steps, i, resolution))
+    return path
+
+
+def test_writer_reader_round_trip(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "demos.hdf5")
+    info = read_info(path)
+    assert (info.n_demos, info.n_steps, info.resolution, info.cameras) == (2, 15, 32, CAMERAS)
+    assert info.instructions == (INSTRUCTION,)
+    demos = list(iter_demos(path))
+    original = make_demo(9, 0)
+    np.testing.assert_allclose(demos[0].actions, original.actions)
+    np.testing.assert_array_equal(demos[0].images["agentview"], original.images["agentview"])
+    assert demos[1].attrs["init_state"] == 1 and demos[1].attrs["num_samples"] == 6
+    actions, instruction = load_demo_actions(path, 1)
+    assert actions.shape == (6, 7) and instruction == INSTRUCTION
+
+
+def test_reads_official_libero_layout(tmp_path: Path) -> None:
+    """LIBERO's own files: instruction only in the problem_info JSON, 128 px, extra obs keys."""
+    path = tmp_path / "libero.hdf5"
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["problem_info"] = json.dumps({"problem_name": "libero_object", "language_instruction": INSTRUCTION})
+        data.attrs["env_args"] = json.dumps({"env_name": "OffScreenRenderEnv"})
+        demo = data.create_group("demo_0")
+        demo.create_dataset("actions", data=np.zeros((5, 7)))
+        obs = demo.create_group("obs")
+        obs.create_dataset("agentview_rgb", data=np.zeros((5, 128, 128, 3), np.uint8))
+        obs.create_dataset("eye_in_hand_rgb", data=np.zeros((5, 128, 128, 3), np.uint8))
+        for key, width in (("ee_pos", 3), ("ee_ori", 3), ("gripper_states", 2), ("joint_states", 7), ("ee_states", 6)):
+            obs.create_dataset(key, data=np.zeros((5, width)))
+    info = read_info(path)
+    assert (info.resolution, info.cameras, info.instructions, info.protocol) == (128, CAMERAS, (INSTRUCTION,), None)
+    (demo,) = iter_demos(path)
+    assert demo.instruction == INSTRUCTION and demo.model_state().shape == (5, 8)
+
+
+def test_model_state_matches_the_policy_runtime() -> None:
+    """Training reads the orientation as stored (axis-angle); the policy from the env's quaternion."""
+    from vitabench.envs.libero_env import quat_xyzw_to_axis_angle
+    from vitabench.policies.models.runtime import frame_from_observation
+
+    demo = make_demo(3, 7)
+    quat = axis_angle_to_quat_xyzw(demo.ee_ori[1])
+    np.testing.assert_allclose(quat_xyzw_to_axis_angle(quat), demo.ee_ori[1], atol=1e-5)
+    observation = {
+        "images": {camera: demo.images[camera][1] for camera in CAMERAS},
+        "state": {"ee_pos": demo.ee_pos[1], "ee_quat": quat.astype(np.float32), "gripper_qpos": demo.gripper_states[1]},
+        "instruction": INSTRUCTION,
+    }
+    np.testing.assert_allclose(demo.model_state()[1], frame_from_observation(observation, CAMERAS).state, atol=1e-5)
+
+
+def test_windows_pad_and_mask(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "demos.hdf5", lengths=(9, 6))
+    windows = Windows([path], CAMERAS, history=4, chunk=3)
+    assert len(windows) == 15
+    rows = np.array([0, 8, 10])  # demo 0 step 0, demo 0 step 8 (last), demo 1 step 1
+    batch, targets, mask = windows.batch(rows, np.random.default_rng(0))
+    assert batch.frame_mask.tolist() == [[True, False, False, False], [True] * 4, [True, True, False, False]]
+    demo = make_demo(9, 0)
+    np.testing.assert_array_equal(batch.images["agentview"][1, 3].numpy(), demo.images["agentview"][8])
+    np.testing.assert_allclose(targets[1, 0].numpy(), demo.actions[5:8])
+    assert mask[1, 3].tolist() == [True, False, False]  # the last step has one action left
+    assert mask[1, 2].tolist() == [True, True, False]
+    assert not mask[0, 1:].any()
+
+
+def test_mismatched_data_is_refused(tmp_path: Path) -> None:
+    small = write_file(tmp_path / "small.hdf5", resolution=32)
+    large = write_file(tmp_path / "large.hdf5", resolution=48)
+    with pytest.raises(VitabenchError, match=r"images of \[32, 48\] px; accepted: files of one image size"):
+        Windows([small, large], CAMERAS, 2, 3)
+    with pytest.raises(VitabenchError, match="lacks camera"):
+        Windows([small], ("frontview",), 2, 3)
+    bad = tmp_path / "bad.hdf5"
+    with DemoWriter(bad, attrs={"problem_info": {"language_instruction": INSTRUCTION}}) as writer:
+        writer.append(make_demo(4, 0, action_dim=6))
+    with pytest.raises(VitabenchError, match=r"actions has shape \(4, 6\); accepted: \(T, 7\)"):
+        read_info(bad)
+    with pytest.raises(VitabenchError, match="no such file"):
+        read_info(tmp_path / "missing.hdf5")
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    settings = TrainSettings(steps=100, warmup=0.1)
+    factors = [schedule(step, settings) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[99] == pytest.approx(1 / 90)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    with pytest.raises(VitabenchError, match="lr=0"):
+        TrainSettings(lr=0)
+
+
+def _teacher(seed: int = 3):
+    import dataclasses
+
+    import torch
+
+    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+
+    torch.manual_seed(seed)
+    return TeacherModel.build(dataclasses.replace(TEACHER_PRESETS["tiny"], history=2))
+
+
+def _train(model, data: Path, out: Path, settings: TrainSettings, *, resume: bool = False, crash_at: int | None = None):
+    from vitabench.policies.models.common import action_loss
+    from vitabench.training.loop import train
+
+    calls = []
+
+    def loss_fn(batch, targets, mask):
+        if crash_at is not None and len(calls) == crash_at:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return action_loss(model(batch).actions, targets, mask)
+
+    windows = Windows([data], CAMERAS, history=2, chunk=3)
+    return train(model, loss_fn, windows, settings, out, resume=resume, label="test", quiet=True)
+
+
+def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """One seed gives one loss curve; a run killed after its periodic state and resumed ends with
+    the weights of an uninterrupted run."""
+    import torch
+
+    torch.set_num_threads(1)
+    data = write_file(tmp_path / "demos.hdf5", resolution=64)
+    settings = TrainSettings(steps=4, batch_size=2, lr=1e-3, seed=3, device="cpu", checkpoint_every=2)
+    straight = _teacher()
+    result = _train(straight, data, tmp_path / "straight", settings)
+    assert _train(_teacher(), data, tmp_path / "again", settings).losses == result.losses
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(_teacher(), data, tmp_path / "resumed", settings, crash_at=3)
+    assert torch.load(tmp_path / "resumed" / "train_state.pt", weights_only=False)["step"] == 2
+    with pytest.raises(VitabenchError, match="pass --resume"):
+        _train(_teacher(), data, tmp_path / "resumed", settings)
+    with pytest.raises(VitabenchError, match="--resume: .* settings"):
+        _train(_teacher(), data, tmp_path / "resumed", TrainSettings(**{**settings.__dict__, "lr": 1e-2}), resume=True)
+    resumed = _teacher(seed=99)  # its weights come from the saved state
+    assert _train(resumed, data, tmp_path / "resumed", settings, resume=True).losses == result.losses
+    for (name, value), other in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(value, other, msg=name)

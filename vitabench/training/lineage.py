@@ -1,0 +1,82 @@
+"""Where a checkpoint came from: ``lineage.json`` next to its weights.
+
+It lists the stages that made the weights, oldest first (teacher training, stage-1 alignment,
+stage-2 fine-tuning), each with its data files (path, sha256, demo count), settings, options,
+first/last loss and wall time, plus the teacher and backbone a student was built from, and the
+variant name (``teacher``, ``align``, ``two-stage``, ``only-ft``, ``freeze-vlm``,
+``no-state-encoder``, ``no-action-token``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from vitabench.api.errors import VitabenchError
+from vitabench.training.data import DatasetInfo
+
+LINEAGE_FILE = "lineage.json"
+
+
+def stage_record(
+    stage: str,
+    *,
+    data: Sequence[DatasetInfo],
+    settings: Any,
+    options: Mapping[str, Any],
+    result: Any,
+    weights_hash: str,
+) -> dict[str, Any]:
+    """One stage of a checkpoint's history."""
+    return {
+        "stage": stage,
+        "data": [info.to_dict() for info in data],
+        "settings": dataclasses.asdict(settings),
+        "options": dict(options),
+        "loss": result.summary(),
+        "steps": result.steps,
+        "wall_s": round(result.wall_s, 1),
+        "weights_hash": weights_hash,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_lineage(
+    directory: Path,
+    *,
+    kind: str,
+    variant: str,
+    stages: Sequence[Mapping[str, Any]],
+    teacher: Mapping[str, Any] | None = None,
+    backbone: str | None = None,
+) -> dict[str, Any]:
+    """Write ``lineage.json``; returns what was written."""
+    from vitabench.runner.evaluation import git_commit
+
+    record = {
+        "kind": kind,
+        "variant": variant,
+        "stages": list(stages),
+        "teacher": None if teacher is None else dict(teacher),
+        "backbone": backbone,
+        "git": git_commit(),
+    }
+    (directory / LINEAGE_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def read_lineage(directory: str | Path) -> dict[str, Any]:
+    """The lineage of a checkpoint directory written by ``vitabench train``/``distill``."""
+    path = Path(directory) / LINEAGE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except OSError:
+        raise VitabenchError(f"{directory} has no {LINEAGE_FILE}; accepted: a checkpoint written by vitabench train or distill") from None
+    except json.JSONDecodeError as exc:
+        raise VitabenchError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "stages" not in data:
+        raise VitabenchError(f"{path} holds no lineage (a JSON object with 'stages')")
+    return data
