@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q --no-deps open-clip-torch==3.3.0  # the CLIP BPE vocabulary
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 VB=.venv/bin/vitabench
 $VB doctor --skip-init-states

@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 PYTHON=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || exit 1
 .venv/bin/python -m pip install -q -e ".[test]" || exit 1
+# The real CLIP BPE vocabulary ships in open-clip-torch; its dependencies (torchvision) have no
+# CPU build matching torch 2.13.0, and vitabench never imports open_clip itself.
+.venv/bin/python -m pip install -q --no-deps open-clip-torch==3.3.0 || exit 1
 command -v chromium >/dev/null || bash .ci/setup-chromium.sh || exit 1
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 .venv/bin/python -m pytest "$@"
