@@ -184,3 +184,61 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path: Path) -> None
     assert _train(resumed, data, tmp_path / "resumed", settings, resume=True).losses == result.losses
     for (name, value), other in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(value, other, msg=name)
+
+
+def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
+    """Stage 1 trains only token/state encoder/mapper; freeze-VLM leaves the LLM as stage 1 left it;
+    only-ft starts from the teacher's decoder; lineage names each variant; mismatched data or
+    options are refused."""
+    import torch
+
+    from vitabench.training.distill import StudentOptions, align, build_student, finetune, load_teacher
+    from vitabench.training.lineage import read_lineage
+    from vitabench.training.teacher import train_teacher
+
+    torch.set_num_threads(1)
+    data = write_file(tmp_path / "demos.hdf5", resolution=64, lengths=(5, 4))
+    one_step = TrainSettings(steps=2, batch_size=2, lr=1e-3, device="cpu")
+    train_teacher([data], tmp_path / "teacher", settings=one_step, history=2, quiet=True)
+    teacher, _ = load_teacher(tmp_path / "teacher")
+
+    only_ft = build_student(teacher, "tiny", StudentOptions(), seed=0)
+    for name, value in teacher.action_decoder.state_dict().items():
+        torch.testing.assert_close(only_ft.action_decoder.state_dict()[name], value)
+
+    align(tmp_path / "teacher", "tiny", [data], tmp_path / "align", settings=one_step, quiet=True)
+    aligned_vlm = _weights(tmp_path / "align")
+    fresh = _weights_of(only_ft)  # the same seed builds the same student: stage 1 left its VLM untouched
+    assert all(np.array_equal(value, fresh[k]) for k, value in aligned_vlm.items() if k.startswith("vlm."))
+    for name in ("action_decoder.trunk.0.weight",):  # frozen in stage 1: still the teacher's decoder
+        np.testing.assert_array_equal(aligned_vlm[name], teacher.action_decoder.trunk[0].weight.detach().numpy())
+
+    finetune([data], tmp_path / "freeze", from_dir=tmp_path / "align", options=StudentOptions(freeze_vlm=True),
+             settings=one_step, quiet=True)
+    frozen = _weights(tmp_path / "freeze")
+    assert all(np.array_equal(frozen[k], aligned_vlm[k]) for k in aligned_vlm if k.startswith("vlm."))
+    assert not all(np.array_equal(frozen[k], aligned_vlm[k]) for k in aligned_vlm if k.startswith("mapper."))
+    finetune([data], tmp_path / "only_ft", teacher_dir=tmp_path / "teacher", backbone="tiny", settings=one_step, quiet=True)
+    assert [read_lineage(tmp_path / d)["variant"] for d in ("teacher", "align", "freeze", "only_ft")] == [
+        "teacher", "align", "freeze-vlm", "only-ft"]
+
+    with pytest.raises(VitabenchError, match="was trained with state_encoder=True; stage 2 must keep it"):
+        finetune([data], tmp_path / "x", from_dir=tmp_path / "align", options=StudentOptions(state_encoder=False),
+                 settings=one_step, quiet=True)
+    with pytest.raises(VitabenchError, match="not a stage-1"):
+        finetune([data], tmp_path / "y", from_dir=tmp_path / "only_ft", settings=one_step, quiet=True)
+    small = write_file(tmp_path / "small.hdf5", resolution=32)
+    with pytest.raises(VitabenchError, match="images are 32 px but the teacher .* was trained on 64 px"):
+        align(tmp_path / "teacher", "tiny", [small], tmp_path / "z", settings=one_step, quiet=True)
+    with pytest.raises(VitabenchError, match="--backbone 'nowhere'; accepted: tiny or a local"):
+        align(tmp_path / "teacher", "nowhere", [data], tmp_path / "w", settings=one_step, quiet=True)
+
+
+def _weights(directory: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(directory / "model.safetensors"))
+
+
+def _weights_of(model) -> dict[str, np.ndarray]:
+    return {name: value.detach().numpy() for name, value in model.state_dict().items()}

@@ -126,6 +126,8 @@ def align(
     action-query features; the VLM, the teacher and the decoder stay frozen."""
     import torch
 
+    from vitabench.policies.models.common import resolve_device
+
     if options.freeze_vlm:
         raise VitabenchError("--freeze-vlm applies to --stage finetune; stage 1 always freezes the VLM")
     teacher, saved = load_teacher(teacher_dir)
@@ -138,10 +140,7 @@ def align(
             module.requires_grad_(True)
     if options.action_token:
         student.action_token.requires_grad_(True)
-    teacher.requires_grad_(False).eval()
-    from vitabench.policies.models.common import resolve_device
-
-    teacher.to(resolve_device(settings.device)[0])
+    teacher.requires_grad_(False).eval().to(resolve_device(settings.device)[0])
 
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
         del targets, mask
