@@ -193,6 +193,7 @@ def test_nothing_moves_before_the_operator_confirms(arm):
     read_fd, write_fd = os.pipe()
     env = RobotEnv(get_suite("real_five").task(0), load_protocol("real_robot"), driver=driver, operator=Operator(read_fd, source="script"))
     motion_ids = {0x151, 0x152, 0x153, 0x154, 0x155, 0x156, 0x157, 0x159}
+    last_command(emulator, 0x159)  # the gripper enable sent at connect has arrived
     before = len([1 for can_id, _ in emulator.commands if can_id in motion_ids])
     resetting = threading.Thread(target=env.reset)
     resetting.start()
