@@ -13,4 +13,5 @@ BUILTIN_POLICIES: dict[str, str] = {
     "replay": "vitabench.policies.replay:ReplayPolicy",
     "scripted": "vitabench.policies.scripted:ScriptedPolicy",
     "remote": "vitabench.policies.remote:RemotePolicy",
+    "pva": "vitabench.policies.pva:make",
 }

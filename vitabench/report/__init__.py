@@ -36,6 +36,7 @@ _EXPORTS = {
     "compare_runs": "compare",
     "Comparison": "compare",
     "load_ablation_spec": "ablation",
+    "transfer_table": "transfer",
     "ensure_runs": "ablation",
     "ablation_table": "ablation",
     "render_report": "document",

@@ -1,0 +1,149 @@
+"""The zero-shot transfer table: each policy with and without the PVA aligner, on canonical, seen and unseen domains.
+
+A run's domain is its protocol's (``Protocol.with_domain``; a run without one counts as
+``canonical``). A ``pva`` run is reported under its inner policy with ``aligner`` set, so the
+two rows of a policy sit together. Rates carry 95% Wilson intervals; the drop from canonical
+(percentage points) carries Newcombe's hybrid-score interval for a difference of two
+independent proportions. Only ``ok`` episodes count; errors are shown apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from vitabench.report.runs import ReportError, default_label
+from vitabench.report.stats import wilson_interval
+from vitabench.runner.store import RunStore
+
+SETS = ("canonical", "seen", "unseen")
+
+
+@dataclass(frozen=True)
+class TransferTable:
+    """``cells``: one row per (policy, aligner, domain); ``summary``: one row per (policy, aligner)."""
+
+    cells: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def _policy_and_aligner(config: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The row label of a run and its aligner (``None`` without one)."""
+    policy = config.get("policy") or {}
+    if policy.get("name") != "pva":
+        return default_label(config), None
+    args = dict(policy.get("args") or {})
+    inner_args = args.get("inner_args") or {}
+    if isinstance(inner_args, str):
+        inner_args = json.loads(inner_args)
+    inner = default_label({"policy": {"name": args.get("inner", "vita_vla"), "args": inner_args}})
+    return inner, Path(str(args.get("aligner", "?"))).name
+
+
+def _domain(config: Mapping[str, Any]) -> tuple[str, str]:
+    domain = (config.get("protocol") or {}).get("domain")
+    if not domain:
+        return "canonical", "canonical"
+    return str(domain["set"]), str(domain["name"])
+
+
+def newcombe_interval(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of ``s1/n1 - s2/n2`` (Newcombe 1998, method 10, from two Wilson intervals)."""
+    p1, p2 = s1 / n1, s2 / n2
+    l1, u1 = wilson_interval(s1, n1, confidence)
+    l2, u2 = wilson_interval(s2, n2, confidence)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
+    """Success per policy x aligner x domain, and per domain set with the drop from canonical."""
+    rows = []
+    for run_dir in run_dirs:
+        store = RunStore(Path(run_dir))
+        if not store.exists():
+            raise ReportError(f"{str(run_dir)!r} holds no vitabench run (no run.json)")
+        config = store.config()
+        policy, aligner = _policy_and_aligner(config)
+        domain_set, domain = _domain(config)
+        records = store.records()
+        ok = [r for r in records if r.status == "ok"]
+        rows.append({
+            "policy": policy, "aligner": aligner or "none", "set": domain_set, "domain": domain,
+            "n": len(ok), "successes": sum(bool(r.success) for r in ok), "errors": len(records) - len(ok),
+            "run_dir": str(run_dir),
+        })
+    if not rows:
+        raise ReportError("no run directories given")
+    cells = pd.DataFrame(rows).groupby(["policy", "aligner", "set", "domain"], as_index=False, sort=False).agg(
+        n=("n", "sum"), successes=("successes", "sum"), errors=("errors", "sum"), runs=("run_dir", ", ".join)
+    )
+    cells = _with_rates(cells)
+    summary_rows = []
+    for (policy, aligner), group in cells.groupby(["policy", "aligner"], sort=False):
+        row: dict[str, Any] = {"policy": policy, "aligner": aligner}
+        totals = {s: (int(group.loc[group["set"] == s, "successes"].sum()), int(group.loc[group["set"] == s, "n"].sum())) for s in SETS}
+        for name, (successes, n) in totals.items():
+            low, high = wilson_interval(successes, n)
+            row.update({f"{name}_n": n, f"{name}_successes": successes, f"{name}_rate": successes / n if n else math.nan,
+                        f"{name}_low": low, f"{name}_high": high})
+        base_s, base_n = totals["canonical"]
+        for name in ("seen", "unseen"):
+            successes, n = totals[name]
+            if n and base_n:
+                low, high = newcombe_interval(successes, n, base_s, base_n)
+                row.update({f"{name}_drop": successes / n - base_s / base_n, f"{name}_drop_low": low, f"{name}_drop_high": high})
+            else:
+                row.update({f"{name}_drop": math.nan, f"{name}_drop_low": math.nan, f"{name}_drop_high": math.nan})
+        row["errors"] = int(group["errors"].sum())
+        summary_rows.append(row)
+    return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows))
+
+
+def _with_rates(cells: pd.DataFrame) -> pd.DataFrame:
+    intervals = [wilson_interval(int(s), int(n)) for s, n in zip(cells["successes"], cells["n"])]
+    return cells.assign(
+        rate=[s / n if n else math.nan for s, n in zip(cells["successes"], cells["n"])],
+        low=[i[0] for i in intervals], high=[i[1] for i in intervals],
+    )
+
+
+def _pct(rate: float, low: float, high: float, n: int) -> str:
+    if not n:
+        return "-"
+    return f"{100 * rate:.0f}% [{100 * low:.0f}, {100 * high:.0f}] (n={n})"
+
+
+def _drop(value: float, low: float, high: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{100 * value:+.0f} pp [{100 * low:+.0f}, {100 * high:+.0f}]"
+
+
+def render_transfer(table: TransferTable, fmt: str = "md") -> str:
+    """Markdown (``md``), ``csv`` or ``json`` of the summary, then (md) the per-domain cells."""
+    if fmt == "json":
+        return json.dumps({"summary": table.summary.to_dict("records"), "cells": table.cells.to_dict("records")}, indent=2, default=str)
+    if fmt == "csv":
+        return table.summary.to_csv(index=False)
+    if fmt != "md":
+        raise ReportError(f"transfer table format {fmt!r}; accepted: md, csv, json")
+    lines = [
+        "| policy | aligner | canonical | seen | unseen | drop seen | drop unseen |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in table.summary.to_dict("records"):
+        cells = [_pct(r[f"{s}_rate"], r[f"{s}_low"], r[f"{s}_high"], r[f"{s}_n"]) for s in SETS]
+        drops = [_drop(r[f"{s}_drop"], r[f"{s}_drop_low"], r[f"{s}_drop_high"]) for s in ("seen", "unseen")]
+        lines.append(f"| {r['policy']} | {r['aligner']} | " + " | ".join(cells + drops) + " |")
+    lines += ["", "| policy | aligner | set | domain | success | errors |", "|---|---|---|---|---|---|"]
+    for r in table.cells.to_dict("records"):
+        lines.append(
+            f"| {r['policy']} | {r['aligner']} | {r['set']} | {r['domain']} | {_pct(r['rate'], r['low'], r['high'], r['n'])} | {r['errors']} |"
+        )
+    return "\n".join(lines) + "\n"
