@@ -65,7 +65,12 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """What an executor reports for one episode; the runner turns it into a record."""
+    """What an executor reports for one episode; the runner turns it into a record.
+
+    ``extra`` holds ``state_digest`` (``ok`` episodes: a hash of every state observation of the
+    episode, equal digests meaning identical trajectories) and ``env_build_s`` (when the episode
+    had to build its environment, which its ``wall_s`` then includes).
+    """
 
     episode: Episode
     status: Literal["ok", "error"]
