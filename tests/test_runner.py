@@ -106,6 +106,22 @@ class ShapePolicy(BasePolicy):
         return np.zeros((len(observations), 6), dtype=np.float32)
 
 
+class RaisingPolicy(BasePolicy):
+    """Raises in ``reset`` or in ``act`` for slot 1 only: the other slot must carry on."""
+
+    def __init__(self, where: str = "act") -> None:
+        self.where = where
+
+    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
+        if self.where == "reset" and slot == 1:
+            raise RuntimeError("cannot start")
+
+    def act(self, observations: Sequence[Any], slots: Sequence[int] | None = None) -> np.ndarray:
+        if self.where == "act" and 1 in (slots or []):
+            raise RuntimeError("inference failed")
+        return np.zeros((len(observations), 1, 7), dtype=np.float32)
+
+
 class CountingPolicy(BasePolicy):
     """Deterministic chunked policy that logs every batch it is asked for."""
 
@@ -126,6 +142,7 @@ def _registered() -> None:
     POLICIES.register("nan_test", "test_runner:NanPolicy")
     POLICIES.register("shape_test", "test_runner:ShapePolicy")
     POLICIES.register("counting_test", "test_runner:CountingPolicy")
+    POLICIES.register("raising_test", "test_runner:RaisingPolicy")
 
 
 def _records(run_dir: Path) -> dict[str, Any]:
@@ -226,6 +243,22 @@ CLI = [
     )
     % str(Path(__file__).parent),
 ]
+
+
+def test_policy_exceptions_are_episode_errors(tmp_path: Path) -> None:
+    kwargs = dict(tasks=[0], episodes_per_task=4, max_steps=5, workers=2)
+    records = _records(run_evaluation("raising_test", {"where": "reset"}, "faulty", out=tmp_path / "reset", **kwargs))
+    assert len(records) == 4
+    for record in records.values():  # a failed reset ends that slot's episode only
+        if record.worker["slot"] == 1:
+            assert record.status == "error" and record.error == "policy reset failed: RuntimeError: cannot start"
+        else:
+            assert record.status == "ok"
+    assert any(r.status == "ok" for r in records.values())
+    # a raising act fails every episode of its batch (here both slots step in lockstep)
+    records = _records(run_evaluation("raising_test", {"where": "act"}, "faulty", out=tmp_path / "act", **kwargs))
+    assert len(records) == 4
+    assert all(r.status == "error" and r.error == "policy act failed: RuntimeError: inference failed" for r in records.values())
 
 
 def test_cli_errored_episodes_exit_3_with_one_line(tmp_path: Path) -> None:
