@@ -416,3 +416,14 @@ def test_seed_and_max_steps_derive_a_protocol(tmp_path: Path) -> None:
     other = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=4, out=tmp_path / "other")
     # another seed: other random actions, so other trajectories
     assert {e: r.extra["state_digest"] for e, r in _records(other).items()} != {e: r.extra["state_digest"] for e, r in records.items()}
+
+
+def test_domain_derives_a_protocol_stamped_on_records(tmp_path: Path) -> None:
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=1, max_steps=4, domain="seen/warm_light", out=tmp_path / "run")
+    (record,) = _records(out).values()
+    assert record.domain == "seen/warm_light@1"
+    assert record.protocol["name"] == "standard+domain=seen/warm_light@1+max_steps=4"
+    assert json.loads((out / "run.json").read_text())["protocol"]["domain"]["name"] == "warm_light"
+    with pytest.raises(VitabenchError, match="unknown domain 'nope'"):
+        run_evaluation("zero", {}, "faulty", tasks=[0], domain="nope", out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

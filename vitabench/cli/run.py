@@ -50,6 +50,7 @@ def run(
     protocol: Optional[str] = typer.Option(None, "--protocol", help="Protocol preset name or .toml/.json file [default: standard]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME (vitabench list domains; derived protocol)."),
     workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<policy>-<suite>-<UTC time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out: run missing and errored episodes."),
@@ -76,7 +77,7 @@ def run(
         raise CliError("--suite is required (unless --resume continues a run directory)")
     args = parse_policy_args(policy_arg, policy_config) if policy is not None or policy_arg or policy_config else stored["policy_args"]
     task_ids = parse_tasks(tasks) if tasks is not None else stored.get("tasks")
-    own_protocol = protocol is not None or max_steps is not None or seed is not None
+    own_protocol = protocol is not None or max_steps is not None or seed is not None or domain is not None
     if out is None:
         out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -90,6 +91,7 @@ def run(
             protocol=(protocol or "standard") if own_protocol or not stored else stored["protocol"],
             max_steps=max_steps,
             seed=seed,
+            domain=domain,
             workers=workers,
             out=out,
             resume=resume,

@@ -72,9 +72,16 @@ def git_commit() -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def resolve_protocol(protocol: str | Protocol, *, seed: int | None, max_steps: int | None) -> Protocol:
-    """The protocol of a run: a preset or file, then ``--seed`` and ``--max-steps`` derivations."""
+def resolve_protocol(
+    protocol: str | Protocol, *, seed: int | None, max_steps: int | None, domain: str | None = None
+) -> Protocol:
+    """The protocol of a run: a preset or file, then the ``--domain``, ``--seed`` and
+    ``--max-steps`` derivations, in that order."""
     resolved = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    if domain is not None:
+        from vitabench.envs.domains import resolve_domain
+
+        resolved = resolved.with_domain(resolve_domain(domain))
     if seed is not None:
         resolved = resolved.with_seed(seed)
     if max_steps is not None:
@@ -179,6 +186,7 @@ def run_evaluation(
     protocol: str | Protocol = "standard",
     max_steps: int | None = None,
     seed: int | None = None,
+    domain: str | None = None,
     workers: int = 1,
     out: Path,
     resume: bool = False,
@@ -199,7 +207,7 @@ def run_evaluation(
 
     out = Path(out)
     suite_obj = get_suite(suite)
-    resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps)
+    resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps, domain=domain)
     manifest = _manifest(suite_obj, resolved, tasks, episodes_per_task)
     video_mode = VideoMode.parse(video)
     if workers < 1:
@@ -305,6 +313,7 @@ def run_evaluation(
                 video=result.video,
                 finished_at=time.time(),
                 extra=result.extra,
+                domain=resolved.domain_ref,
             )
             store.append(entry)
             if display is not None:
