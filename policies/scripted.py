@@ -83,14 +83,12 @@ def quat_wxyz_to_matrix(quat: np.ndarray) -> np.ndarray:
 
 def rotation_vector(matrix: np.ndarray) -> np.ndarray:
     """Axis-angle vector of a rotation matrix."""
-    cos = np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)
-    angle = np.arccos(cos)
+    angle = float(np.arccos(np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)))
     if angle < 1e-6:
         return np.zeros(3)
-    if angle > np.pi - 1e-3:  # near pi: axis from the symmetric part
-        axis = np.sqrt(np.clip((np.diag(matrix) + 1.0) / 2.0, 0.0, None))
-        axis[1] *= np.sign(matrix[0, 1] + matrix[1, 0]) or 1.0
-        axis[2] *= np.sign(matrix[0, 2] + matrix[2, 0]) or 1.0
+    if angle > np.pi - 1e-3:  # the axis is the dominant column of (R + I) / 2
+        symmetric = (matrix + np.eye(3)) / 2.0
+        axis = symmetric[:, int(np.argmax(np.diag(symmetric)))]
         return axis / np.linalg.norm(axis) * angle
     axis = np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
     return axis / (2.0 * np.sin(angle)) * angle
@@ -223,11 +221,13 @@ OPEN_POSITIONS: dict[str, float] = {
 #: Joint position that counts as turned on, for knobs.
 TURNED_ON_POSITIONS: dict[str, float] = {"flat_stove": 0.5, "yellow_stove": 0.5}
 
-Command = tuple[np.ndarray, float, float, bool]
+#: What a skill asks for: (ee target position, orientation, gripper command, done). The
+#: orientation is a yaw of the downward-pointing gripper, or a full rotation matrix.
+Command = tuple[np.ndarray, "float | np.ndarray", float, bool]
 
 
 class Skill:
-    """One goal predicate's controller: ``act(scene) -> (ee target, yaw, gripper, done)``."""
+    """One goal predicate's controller: ``act(scene) -> Command``."""
 
     phase: str = "start"
 
@@ -446,16 +446,20 @@ class PickPlace(Skill):
 
 @dataclass
 class Slide(Skill):
-    """Open (pull) or close (push) a drawer through its handle, grasped from above."""
+    """Open or close a drawer. Opening grasps the handle bar from the front, the gripper level and
+    its fingers above and below the bar, then pulls; closing pushes the handle with the closed
+    gripper pointing down."""
 
     region: str
     opening: bool
     phase: str = "approach"
     phase_steps: int = 0
     yaw: float | None = None
+    front_pose: np.ndarray | None = None
+    history: list[np.ndarray] = field(default_factory=list)
 
     def _state(self, scene: Scene) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """(joint position, open position, unit pull direction, handle centre)."""
+        """(joint position, open position, unit horizontal pull direction, handle centre)."""
         key = scene.joint_key(self.region)
         frame = scene.joint_frames[key]
         category = _category(key.split("/")[0] if "/" in key else self.region)
@@ -463,6 +467,7 @@ class Slide(Skill):
             raise VitabenchError(f"scripted policy cannot open or close {category!r}; accepted: {', '.join(OPEN_POSITIONS)}")
         open_at = OPEN_POSITIONS[category]
         pull = frame[1:4] * np.sign(open_at)
+        pull = np.array([pull[0], pull[1], 0.0]) / max(float(np.linalg.norm(pull[:2])), 1e-6)
         boxes = scene.joint_geoms[key]
         centers = (boxes[:, :3] + boxes[:, 3:]) / 2.0
         handle = centers[int(np.argmax(centers @ pull))]
@@ -473,53 +478,94 @@ class Slide(Skill):
             return abs(position) >= abs(open_at) + 0.003
         return abs(position) <= 0.003
 
+    def _front(self, scene: Scene, pull: np.ndarray) -> np.ndarray:
+        """Level gripper pointing at the handle (along -pull), fingers vertical: of the two such
+        poses, the one nearer the current orientation."""
+        if self.front_pose is None:
+            poses = []
+            for up in (1.0, -1.0):
+                y_axis, z_axis = np.array([0.0, 0.0, up]), -pull
+                poses.append(np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis]))
+            self.front_pose = min(poses, key=lambda pose: np.linalg.norm(rotation_vector(pose @ scene.ee_rotation.T)))
+        return self.front_pose
+
     def act(self, scene: Scene) -> Command:
         self.phase_steps += 1
         position, open_at, pull, handle = self._state(scene)
+        ee = scene.ee_pos
         if self.yaw is None:
             current = gripper_yaw(scene.ee_rotation)
             self.yaw = current + wrap_half_turn(finger_yaw_for(pull[:2]) - current)
+        if self.phase == "approach" and self._done(position, open_at):
+            return self._next("retreat", ee, OPEN)
+        return self._open(scene, position, open_at, pull, handle) if self.opening else self._close(scene, position, pull, handle)
+
+    def _open(self, scene: Scene, position: float, open_at: float, pull: np.ndarray, handle: np.ndarray) -> Command:
         ee = scene.ee_pos
+        front = self._front(scene, pull)
         if self.phase == "approach":
-            if self._done(position, open_at):
-                return self._next("retreat", ee, OPEN)
-            # opening: fingers around the handle; closing: fingertips just in front of it
-            grip = handle + (0.0 if self.opening else 0.02) * pull
-            hover = grip + np.array([0.0, 0.0, 0.06])
-            hover[2] = max(hover[2], ee[2]) if np.linalg.norm(hover[:2] - ee[:2]) > 0.03 else hover[2]
-            if np.linalg.norm(hover - ee) < 0.015 and abs(self.yaw - gripper_yaw(scene.ee_rotation)) < 0.08:
-                return self._next("descend", hover, OPEN if self.opening else CLOSE)
-            return hover, self.yaw, OPEN if self.opening else CLOSE, False
-        if self.phase == "descend":
-            grip = handle + (0.0 if self.opening else 0.02) * pull
-            gripper = OPEN if self.opening else CLOSE
-            if np.linalg.norm(grip - ee) < 0.008 or self.phase_steps > 40:
-                return self._next("close" if self.opening else "move", grip, CLOSE)
-            return grip, self.yaw, gripper, False
+            before = handle + 0.10 * pull
+            if ee[2] < handle[2] + 0.03 and np.linalg.norm((ee - before)[:2]) > 0.03:
+                before[2] = handle[2] + 0.05  # come in from slightly above, not through the drawer
+            turned = np.linalg.norm(rotation_vector(front @ scene.ee_rotation.T)) < 0.15
+            if np.linalg.norm(before - ee) < 0.015 and turned:
+                return self._next("insert", before, OPEN, front)
+            return before, front, OPEN, False
+        if self.phase == "insert":
+            grip = handle - 0.005 * pull
+            if np.linalg.norm(grip - ee) < 0.006 or self._stalled(ee) or self.phase_steps > 40:
+                return self._next("close", grip, CLOSE, front)
+            return grip, front, OPEN, False
         if self.phase == "close":
             if self.phase_steps >= 12:
-                return self._next("move", ee, CLOSE)
-            return ee, self.yaw, CLOSE, False
+                return self._next("move", ee, CLOSE, front)
+            return ee, front, CLOSE, False
         if self.phase == "move":
-            remaining = (abs(open_at) - abs(position)) if self.opening else abs(position)
-            direction = pull if self.opening else -pull
             if self._done(position, open_at) or self.phase_steps > 80:
-                return self._next("release", ee, OPEN)
-            target = ee + direction * min(remaining + 0.02, 0.05)
+                return self._next("release", ee, OPEN, front)
+            target = ee + pull * min(abs(open_at) - abs(position) + 0.02, 0.05)
             target[2] = handle[2]
-            return target, self.yaw, CLOSE, False
+            return target, front, CLOSE, False
         if self.phase == "release":
             if self.phase_steps >= 8:
-                return self._next("retreat", ee, OPEN)
-            return ee, self.yaw, OPEN, False
-        if self.phase == "retreat":  # back off along the pull direction, then up
-            target = ee + np.array([0.0, 0.0, 0.03]) + 0.02 * pull
-            return target, self.yaw, OPEN, self.phase_steps >= 10
+                return self._next("retreat", ee, OPEN, front)
+            return ee, front, OPEN, False
+        if self.phase == "retreat":
+            return ee + 0.04 * pull + np.array([0.0, 0.0, 0.02]), front, OPEN, self.phase_steps >= 10
         raise AssertionError(self.phase)
 
-    def _next(self, phase: str, target: np.ndarray, gripper: float) -> Command:
+    def _close(self, scene: Scene, position: float, pull: np.ndarray, handle: np.ndarray) -> Command:
+        ee = scene.ee_pos
+        push_from = handle + 0.03 * pull
+        if self.phase == "approach":
+            hover = push_from + np.array([0.0, 0.0, 0.06])
+            if np.linalg.norm(hover[:2] - ee[:2]) > 0.03:
+                hover[2] = max(hover[2], ee[2])
+            if np.linalg.norm(hover - ee) < 0.015:
+                return self._next("descend", hover, CLOSE)
+            return hover, self.yaw, CLOSE, False
+        if self.phase == "descend":
+            if np.linalg.norm(push_from - ee) < 0.008 or self._stalled(ee) or self.phase_steps > 40:
+                return self._next("move", push_from, CLOSE)
+            return push_from, self.yaw, CLOSE, False
+        if self.phase == "move":
+            if abs(position) <= 0.003 or self.phase_steps > 80:
+                return self._next("retreat", ee, CLOSE)
+            target = ee - pull * min(abs(position) + 0.02, 0.05)
+            target[2] = handle[2]
+            return target, self.yaw, CLOSE, False
+        if self.phase == "retreat":
+            return ee + 0.03 * pull + np.array([0.0, 0.0, 0.03]), self.yaw, OPEN, self.phase_steps >= 10
+        raise AssertionError(self.phase)
+
+    def _stalled(self, ee: np.ndarray) -> bool:
+        self.history.append(ee.copy())
+        return len(self.history) > 5 and float(np.linalg.norm(self.history[-1] - self.history[-6])) < 0.002
+
+    def _next(self, phase: str, target: np.ndarray, gripper: float, pose: np.ndarray | None = None) -> Command:
         self.phase, self.phase_steps = phase, 0
-        return target, float(self.yaw), gripper, False
+        self.history.clear()
+        return target, float(self.yaw) if pose is None else pose, gripper, False
 
 
 @dataclass
@@ -645,14 +691,14 @@ class ScriptedPolicy(BasePolicy):
     def _act_one(self, episode: _Episode, scene: Scene) -> np.ndarray:
         if episode.current >= len(episode.skills):
             return self._command(scene, scene.ee_pos, gripper_yaw(scene.ee_rotation), OPEN)
-        target, yaw, gripper, done = episode.skills[episode.current].act(scene)
+        target, orientation, gripper, done = episode.skills[episode.current].act(scene)
         if done:
             episode.current += 1
-        return self._command(scene, target, yaw, gripper)
+        return self._command(scene, target, orientation, gripper)
 
-    def _command(self, scene: Scene, target: np.ndarray, yaw: float, gripper: float) -> np.ndarray:
+    def _command(self, scene: Scene, target: np.ndarray, orientation: "float | np.ndarray", gripper: float) -> np.ndarray:
         position = np.clip((target - scene.ee_pos) / _POS_SCALE * self.position_gain * 4.0, -1.0, 1.0)
-        desired = yaw_matrix(yaw) @ _DOWN
+        desired = orientation if isinstance(orientation, np.ndarray) else yaw_matrix(orientation) @ _DOWN
         rotation = np.clip(
             rotation_vector(desired @ scene.ee_rotation.T) / _ROT_SCALE * self.rotation_gain * 2.0, -1.0, 1.0
         )

@@ -85,7 +85,11 @@ def test_rotation_helpers_agree_with_each_other():
         down = yaw_matrix(yaw) @ np.diag([1.0, -1.0, -1.0])
         assert gripper_yaw(down) == pytest.approx(yaw)
         np.testing.assert_allclose(rotation_vector(yaw_matrix(yaw)), [0.0, 0.0, yaw], atol=1e-9)
-    np.testing.assert_allclose(np.linalg.norm(rotation_vector(np.diag([1.0, -1.0, -1.0]))), np.pi)
+    from scipy.spatial.transform import Rotation
+
+    for vector in ([np.pi, 0.0, 0.0], [0.0, 3.1415, 0.0], [0.3, -2.0, 2.2], [1e-3, 0.0, 0.0]):
+        rotated = Rotation.from_rotvec(vector).as_matrix()
+        np.testing.assert_allclose(Rotation.from_rotvec(rotation_vector(rotated)).as_matrix(), rotated, atol=1e-6)
     assert wrap_half_turn(np.pi - 0.1) == pytest.approx(-0.1)
 
 
