@@ -201,7 +201,8 @@ def run_evaluation(
 
     Returns the run directory. Bad inputs raise :class:`VitabenchError` before anything is
     written. ``quiet`` prints only the final summary; errored episodes are recorded with
-    ``status="error"`` (see :func:`errored_records`), never raised.
+    ``status="error"`` (see :func:`errored_records`), never raised. Environment workers are
+    started with ``spawn``: in a script, call this under ``if __name__ == "__main__":``.
     """
     from vitabench.registry import POLICIES, get_suite, make_policy
 
