@@ -64,7 +64,7 @@ def test_toml_round_trip_and_errors(tmp_path: Path) -> None:
     toml.write_text('name = "x"\n')
     with pytest.raises(ProtocolError, match="missing protocol field"):
         Protocol.from_file(toml)
-    with pytest.raises(ProtocolError, match="unknown protocol 'nope'; presets: standard"):
+    with pytest.raises(ProtocolError, match="unknown protocol .nope.; presets: .*standard"):
         load_protocol("nope")
     with pytest.raises(ProtocolError, match="image_orientation='flip'"):
         dataclasses.replace(standard, image_orientation="flip")
