@@ -278,3 +278,24 @@ def test_vitabench_run_completes_libero_episodes_with_records(name, tmp_path):
     assert record["status"] == "ok", record
     assert record["policy"]["name"] == name and record["policy"]["checkpoint_hash"] is None
     assert record["steps"] == 10
+
+
+def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, tmp_path):
+    """The teacher checkpoint was saved under vita_vla_paper: standard is refused, an override is not."""
+    base = [
+        str(Path(sys.executable).parent / "vitabench"), "run", "--policy", "teacher",
+        "--policy-arg", f"checkpoint={checkpoints['teacher']}", "--policy-arg", "device=cpu",
+        "--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1", "--quiet",
+    ]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
+    refused = subprocess.run([*base, "--protocol", "standard", "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 2
+    assert "trained under protocol vita_vla_paper@1#" in refused.stderr and "not standard@1#" in refused.stderr
+    assert not (tmp_path / "a" / "episodes.jsonl").exists()
+    accepted = subprocess.run(
+        [*base, "--protocol", "vita_vla_paper", "--max-steps", "3", "--out", str(tmp_path / "b")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    record = json.loads((tmp_path / "b" / "episodes.jsonl").read_text().splitlines()[0])
+    assert record["policy"]["checkpoint_hash"] == weights_hash(checkpoints["teacher"] / "model.safetensors")

@@ -176,6 +176,23 @@ def export_parquet(run_dir: str | Path, path: str | Path | None = None) -> Path:
     return target
 
 
+def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol) -> None:
+    """Refuse to evaluate a checkpoint under a protocol other than the one it was trained under.
+
+    A protocol derived from the trained one (``--max-steps``, ``--seed``, ``--domain``, which
+    keep its observations) is accepted; its name starts with the trained name.
+    """
+    if not trained or trained.get("hash") == protocol.hash:
+        return
+    base_name = protocol.name.split("+", 1)[0]
+    if protocol.derived_from is not None and base_name == trained.get("name") and protocol.version == trained.get("version"):
+        return
+    raise VitabenchError(
+        f"the checkpoint was trained under protocol {trained.get('ref', trained.get('name'))}, "
+        f"not {protocol.ref}; run it with --protocol {trained.get('name')} (overrides such as --max-steps are fine)"
+    )
+
+
 def run_evaluation(
     policy_name: str,
     policy_args: Mapping[str, Any],
@@ -233,6 +250,7 @@ def run_evaluation(
     except TypeError as exc:
         raise VitabenchError(f"policy {policy_record['name']!r} rejected its arguments {_describe(policy_record['args'])}: {exc}") from None
     policy_record["checkpoint_hash"] = getattr(policy, "checkpoint_hash", None)
+    check_trained_protocol(getattr(policy, "trained_protocol", None), resolved)
     with exclusive(out):
         if occupied:
             _check_checkpoint(store, policy_record["checkpoint_hash"])
