@@ -64,54 +64,64 @@ def _plain_info(info: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items() if isinstance(v, _INFO_TYPES)}
 
 
+class EnvHost:
+    """Answers worker commands with one environment, built lazily and rebuilt only when the
+    wanted :class:`EnvConfig` changes; an environment that raised is dropped (its state is
+    unknown). Shared by the local worker process and the Ray actor."""
+
+    def __init__(self) -> None:
+        if sys.platform.startswith("linux"):
+            os.environ.setdefault("MUJOCO_GL", "egl")
+        self.env: Any = None
+        self.config: EnvConfig | None = None
+
+    def handle(self, message: tuple) -> tuple:
+        """The reply to a ``reset`` or ``step`` command; ``("error", ...)`` when it raised."""
+        kind = message[0]
+        try:
+            if kind == "reset":
+                wanted, seed, init_state_id = message[1:]
+                build_s = 0.0
+                if self.env is None or wanted != self.config:
+                    self.close()
+                    start = time.perf_counter()
+                    self.env, self.config = wanted.build(), wanted
+                    build_s = time.perf_counter() - start
+                obs, info = self.env.reset(seed=seed, options={"init_state": init_state_id})
+                return ("reset", obs, _plain_info(info), build_s)
+            if kind == "step":
+                obs, reward, terminated, truncated, info = self.env.step(message[1])
+                return ("step", obs, float(reward), bool(terminated), bool(truncated), _plain_info(info))
+            raise ValueError(f"unknown worker command {kind!r}")
+        except Exception as exc:  # noqa: BLE001 - every env failure becomes an episode error
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - the env is being dropped anyway
+                pass
+            return ("error", f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        env, self.env, self.config = self.env, None, None
+        if env is not None:
+            env.close()
+
+
 def worker_main(conn: multiprocessing.connection.Connection) -> None:
     """The loop of one worker process (the target of :class:`WorkerProcess`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
-    env: Any = None
-    config: EnvConfig | None = None
+    host = EnvHost()
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             break  # the main process is gone
-        kind = message[0]
-        if kind == "close":
+        if message[0] == "close":
             break
         try:
-            if kind == "reset":
-                wanted, seed, init_state_id = message[1:]
-                build_s = 0.0
-                if env is None or wanted != config:
-                    if env is not None:
-                        env.close()
-                    env, config = None, None
-                    start = time.perf_counter()
-                    env, config = wanted.build(), wanted
-                    build_s = time.perf_counter() - start
-                obs, info = env.reset(seed=seed, options={"init_state": init_state_id})
-                conn.send(("reset", obs, _plain_info(info), build_s))
-            elif kind == "step":
-                obs, reward, terminated, truncated, info = env.step(message[1])
-                conn.send(("step", obs, float(reward), bool(terminated), bool(truncated), _plain_info(info)))
-            else:
-                raise ValueError(f"unknown worker command {kind!r}")
+            conn.send(host.handle(message))
         except (BrokenPipeError, ConnectionResetError):
             break  # the main process is gone
-        except Exception as exc:  # noqa: BLE001 - every env failure becomes an episode error
-            if env is not None:
-                try:
-                    env.close()
-                except Exception:  # noqa: BLE001 - the env is being dropped anyway
-                    pass
-            env, config = None, None
-            try:
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-            except (BrokenPipeError, ConnectionResetError):
-                break
-    if env is not None:
-        env.close()
+    host.close()
 
 
 class WorkerDied(Exception):
