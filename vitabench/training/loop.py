@@ -193,6 +193,7 @@ def train(
     ``out/train_state.pt``; ``resume`` continues from it (with the same settings only).
     """
     import torch
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from vitabench.policies.models.common import resolve_device
@@ -236,7 +237,9 @@ def train(
     started = time.monotonic()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=quiet, transient=False) as progress:
+    console = Console(stderr=True)
+    log_lines = not quiet and not console.is_terminal  # a log file gets a line every 50 steps instead of a bar
+    with Progress(*columns, console=console, disable=quiet or log_lines, transient=False) as progress:
         bar = progress.add_task(label, total=settings.steps, completed=start_step, loss="-")
         for step in range(start_step, settings.steps):
             rng = np.random.default_rng([settings.seed, step])
@@ -253,6 +256,9 @@ def train(
             scheduler.step()
             losses.append(float(loss.item()))
             progress.update(bar, advance=1, loss=f"{np.mean(losses[-20:]):.4f}")
+            if log_lines and ((step + 1) % 50 == 0 or step + 1 == settings.steps):
+                console.print(f"{label}: step {step + 1}/{settings.steps} loss {np.mean(losses[-50:]):.4f} "
+                              f"({time.monotonic() - started:.0f} s)")
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
                 save_state(step + 1)
     save_state(settings.steps)
