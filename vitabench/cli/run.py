@@ -11,11 +11,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from vitabench.cli.common import CliError
+
+if TYPE_CHECKING:
+    from vitabench.runner.ray_executor import RayExecutor
 
 EXIT_EPISODES_ERRORED = 3
 
@@ -40,6 +43,22 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _ray_executor(executor: str, workers: int, address: str | None, worker_cpus: float) -> "RayExecutor | None":
+    """The connected Ray executor of ``--executor ray`` (``None``: the local one); joins or
+    starts Ray before the run directory is touched, so a bad address writes nothing."""
+    if executor not in ("local", "ray"):
+        raise CliError(f"--executor {executor!r}; accepted: local, ray")
+    if executor == "local":
+        if address is not None:
+            raise CliError("--ray-address needs --executor ray")
+        return None
+    from vitabench.runner.ray_executor import RayExecutor
+
+    ray_executor = RayExecutor(workers, address, worker_cpus=worker_cpus)
+    ray_executor.connect()
+    return ray_executor
+
+
 def run(
     policy: Optional[str] = typer.Option(None, "--policy", help="Registered policy name (vitabench list policies)."),
     policy_arg: list[str] = typer.Option([], "--policy-arg", help="KEY=VALUE policy argument (JSON value or string); repeatable."),
@@ -52,6 +71,9 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME (vitabench list domains; derived protocol)."),
     workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
+    executor: str = typer.Option("local", "--executor", help="local (processes on this machine) | ray (Ray actors)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: auto | HOST:PORT (default: start Ray here)."),
+    ray_worker_cpus: float = typer.Option(1.0, "--ray-worker-cpus", help="With --executor ray: CPUs each env actor reserves."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<policy>-<suite>-<UTC time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out: run missing and errored episodes."),
     video: str = typer.Option("none", "--video", help="none | failures | sample:K | all."),
@@ -80,6 +102,7 @@ def run(
     own_protocol = protocol is not None or max_steps is not None or seed is not None or domain is not None
     if out is None:
         out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    ray_executor = _ray_executor(executor, workers, ray_address, ray_worker_cpus)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_dir = run_evaluation(
@@ -100,9 +123,12 @@ def run(
             label=label,
             step_timeout=step_timeout,
             argv=sys.argv,
+            executor=ray_executor,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if ray_executor is not None:
+            ray_executor.shutdown()
     errors = errored_records(run_dir)
     if errors:
         raise CliError(
