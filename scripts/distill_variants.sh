@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The recorded distillation run: a teacher and the five VITA-VLA student variants trained on
-# scripted demos, each evaluated as soon as it exists (one evaluation at a time, beside the
-# training), then the ablation table of reports/ablations/vita_vla_variants.toml.
+# scripted demos; an evaluation chain beside the training evaluates each checkpoint as soon as it
+# exists (one evaluation at a time); then the table of reports/ablations/vita_vla_variants.toml.
 #   DATA="runs/distill/demos_a.hdf5 runs/distill/demos_b.hdf5" scripts/distill_variants.sh
-# Wall times go to $OUT/wall_times.tsv, logs to $OUT/logs/.
+# Re-running continues: finished stages (lineage.json present) are skipped, interrupted ones
+# resume from their train_state.pt, finished evaluations are reused. Wall times go to
+# $OUT/wall_times.tsv, logs to $OUT/logs/.
 set -euo pipefail
-OUT=${OUT:-runs/distill}
+OUT=runs/distill  # the checkpoint paths in the ablation spec live here
 CK=$OUT/ckpt
 HISTORY=${HISTORY:-4}
 TEACHER_STEPS=${TEACHER_STEPS:-1000}
@@ -23,39 +25,47 @@ timed() {  # timed NAME COMMAND...: run, log, append the wall time
   local name=$1 start
   shift
   start=$(date +%s)
-  "$@" > "$OUT/logs/$name.log" 2>&1
+  "$@" >> "$OUT/logs/$name.log" 2>&1
   printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$OUT/wall_times.tsv"
 }
 
-evaluate() {  # evaluate VARIANT POLICY ARGS...: the run `vitabench ablate` reuses
-  local variant=$1 policy=$2
-  shift 2
-  timed "eval_$variant" "${VB[@]}" run --policy "$policy" "$@" --suite libero_object --tasks 0 \
-    --episodes-per-task 10 --protocol distill_64 --max-steps 180 --workers 2 --label "$variant" --quiet \
-    --out "$OUT/ablation/$variant/libero_object"
+stage() {  # stage NAME COMMAND...: train into $CK/NAME unless it is finished
+  local name=$1
+  shift
+  [[ -f "$CK/$name/lineage.json" ]] || timed "$name" "$@" --out "$CK/$name" --resume
 }
 
+evaluate() {  # evaluate VARIANT POLICY ARGS...: once its checkpoint exists, the run `vitabench ablate` reuses
+  local variant=$1 policy=$2
+  shift 2
+  until [[ -f "$CK/$variant/lineage.json" ]]; do sleep 20; done
+  timed "eval_$variant" "${VB[@]}" run --policy "$policy" "$@" --suite libero_object --tasks 0 \
+    --episodes-per-task 5 --protocol distill_64 --max-steps 150 --workers 2 --label "$variant" --quiet \
+    --out "$OUT/ablation/$variant/libero_object" --resume
+}
+
+evaluations() {
+  evaluate teacher teacher --policy-arg "checkpoint=$CK/teacher" --policy-arg ensemble=0.01
+  for variant in two_stage only_ft freeze_vlm no_state_encoder no_action_token; do
+    evaluate "$variant" vita_vla --policy-arg "checkpoint=$CK/$variant"
+  done
+}
+
+evaluations &
+evals=$!
 train=(--steps "$FINETUNE_STEPS" --batch-size 8 --lr "$LR" --seed 0 --checkpoint-every 100)
 align=(--steps "$ALIGN_STEPS" --batch-size 8 --lr "$LR" --seed 0 --checkpoint-every 100)
-
-timed teacher "${VB[@]}" train teacher "${data_args[@]}" --preset tiny --history "$HISTORY" --out "$CK/teacher" \
+stage teacher "${VB[@]}" train teacher "${data_args[@]}" --preset tiny --history "$HISTORY" \
   --steps "$TEACHER_STEPS" --batch-size 16 --lr "$LR" --seed 0 --checkpoint-every 200
-evaluate teacher teacher --policy-arg "checkpoint=$CK/teacher" --policy-arg ensemble=0.01 &
-evals=$!
-
-timed align "${VB[@]}" distill --stage align --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" --out "$CK/align" "${align[@]}"
-timed two_stage "${VB[@]}" distill --stage finetune --from "$CK/align" "${data_args[@]}" --out "$CK/two_stage" "${train[@]}"
-wait $evals; evaluate two_stage vita_vla --policy-arg "checkpoint=$CK/two_stage" & evals=$!
-timed only_ft "${VB[@]}" distill --stage finetune --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" --out "$CK/only_ft" "${train[@]}"
-wait $evals; evaluate only_ft vita_vla --policy-arg "checkpoint=$CK/only_ft" & evals=$!
-timed freeze_vlm "${VB[@]}" distill --stage finetune --from "$CK/align" --freeze-vlm "${data_args[@]}" --out "$CK/freeze_vlm" "${train[@]}"
-wait $evals; evaluate freeze_vlm vita_vla --policy-arg "checkpoint=$CK/freeze_vlm" & evals=$!
-timed align_no_state "${VB[@]}" distill --stage align --no-state-encoder --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" --out "$CK/align_no_state" "${align[@]}"
-timed no_state_encoder "${VB[@]}" distill --stage finetune --no-state-encoder --from "$CK/align_no_state" "${data_args[@]}" --out "$CK/no_state_encoder" "${train[@]}"
-wait $evals; evaluate no_state_encoder vita_vla --policy-arg "checkpoint=$CK/no_state_encoder" & evals=$!
-timed align_no_token "${VB[@]}" distill --stage align --no-action-token --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" --out "$CK/align_no_token" "${align[@]}"
-timed no_action_token "${VB[@]}" distill --stage finetune --no-action-token --from "$CK/align_no_token" "${data_args[@]}" --out "$CK/no_action_token" "${train[@]}"
-wait $evals; evaluate no_action_token vita_vla --policy-arg "checkpoint=$CK/no_action_token"
+stage align "${VB[@]}" distill --stage align --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" "${align[@]}"
+stage two_stage "${VB[@]}" distill --stage finetune --from "$CK/align" "${data_args[@]}" "${train[@]}"
+stage only_ft "${VB[@]}" distill --stage finetune --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" "${train[@]}"
+stage freeze_vlm "${VB[@]}" distill --stage finetune --from "$CK/align" --freeze-vlm "${data_args[@]}" "${train[@]}"
+stage align_no_state "${VB[@]}" distill --stage align --no-state-encoder --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" "${align[@]}"
+stage no_state_encoder "${VB[@]}" distill --stage finetune --no-state-encoder --from "$CK/align_no_state" "${data_args[@]}" "${train[@]}"
+stage align_no_token "${VB[@]}" distill --stage align --no-action-token --teacher "$CK/teacher" --backbone tiny "${data_args[@]}" "${align[@]}"
+stage no_action_token "${VB[@]}" distill --stage finetune --no-action-token --from "$CK/align_no_token" "${data_args[@]}" "${train[@]}"
+wait $evals
 
 "${VB[@]}" ablate "$SPEC" --out "$OUT/ablation" | tee "$OUT/ablation_table.txt"
 "${VB[@]}" ablate "$SPEC" --out "$OUT/ablation" --format md > "$OUT/ablation_table.md"
