@@ -120,13 +120,20 @@ def align(
     steps: int = typer.Option(300, "--steps"),
     batch: int = typer.Option(32, "--batch"),
     width: int = typer.Option(16, "--width", help="Aligner channels at full resolution."),
+    global_weight: float = typer.Option(1.0, "--global-weight", help="Whole image vs canonical prompt."),
+    patch_weight: float = typer.Option(0.5, "--patch-weight", help="Random crops vs canonical prompt."),
+    content_weight: float = typer.Option(2.0, "--content-weight", help="Luminance edges of output vs input."),
+    identity_weight: float = typer.Option(10.0, "--identity-weight", help="Canonical images left unchanged."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Stage 2: train the aligner towards the canonical prompt embedding (global, patch, content losses)."""
-    from vitabench.pva.train import train_aligner
+    from vitabench.pva.train import AlignWeights, train_aligner
 
     _threads()
-    result = train_aligner(_data(data, training=True), prompts, out, steps=steps, batch=batch, width=width, seed=seed, log=_log)
+    weights = AlignWeights(global_weight, patch_weight, content_weight, identity_weight)
+    result = train_aligner(
+        _data(data, training=True), prompts, out, steps=steps, batch=batch, width=width, weights=weights, seed=seed, log=_log
+    )
     typer.echo(f"wrote {result.out}: loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
 
 

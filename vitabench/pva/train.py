@@ -154,8 +154,8 @@ def tune_prompts(
 class AlignWeights:
     global_: float = 1.0
     patch: float = 0.5
-    content: float = 1.0
-    identity: float = 2.0
+    content: float = 2.0
+    identity: float = 10.0
 
 
 def train_aligner(
@@ -210,7 +210,7 @@ def train_aligner(
         optimiser.step()
         losses.append(loss.item())
         for name, value in parts.items():
-            components[name].append(float(value))
+            components[name].append(value.item())
         if log is not None and (step % 50 == 0 or step == steps - 1):
             log(f"align step {step}: loss {loss.item():.4f} " + " ".join(f"{k} {v[-1]:.4f}" for k, v in components.items()))
     out = Path(out)
