@@ -9,6 +9,7 @@ episodes of 5 steps (120 where an actor must be killed mid-episode), no cameras.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -124,11 +125,38 @@ def test_killed_actor_gives_one_error_and_the_run_completes(ray_env: dict[str, s
     assert len(records) == 3
     errors = [r for r in records if r.status == "error"]
     assert len(errors) == 1 and errors[0].episode_id == "libero_object/t000/e0001", [r.error for r in records]
-    assert f"ray actor pid {actor} died" in errors[0].error and "\n" not in errors[0].error
+    assert re.fullmatch(rf"ray actor pid {actor} on \S+ died \(ActorDiedError: [^\n]*\)", errors[0].error)
     assert errors[0].success is None
     last = records[-1]
     assert last.status == "ok" and last.steps == 120 and last.worker["pid"] != actor  # a fresh actor took the slot
     assert "1 episode(s) errored" in stderr and "overall" in stdout
+
+
+#: ``vitabench`` knowing the fault-injecting suite of ``test_runner.py`` (the actors import it through PYTHONPATH).
+FAULTY_CLI = [
+    sys.executable,
+    "-c",
+    "from vitabench.registry import SUITES; SUITES.register('faulty', 'test_runner:load_faulty_suite'); "
+    "from vitabench.cli import main; main()",
+]
+
+
+def test_env_exception_actor_death_and_hang_are_episode_errors(ray_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--policy", "zero", "--suite", "faulty", "--tasks", "0-3", "--episodes-per-task", "2", "--max-steps", "5"]
+    env = {**ray_env, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([*FAULTY_CLI, *args, "--executor", "ray", "--workers", "2", "--step-timeout", "2", "--out", str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    records = {r.episode_id: r for r in RunStore(out).records()}
+    assert len(records) == 8
+    errors = {e: r.error for e, r in records.items() if r.status == "error"}
+    assert set(errors) == {"faulty/t001/e0001", "faulty/t002/e0000", "faulty/t003/e0001"}
+    assert errors["faulty/t001/e0001"] == "environment RuntimeError: simulated simulator failure"  # the actor lives on
+    assert "no step reply within 2 s (step timeout)" in errors["faulty/t002/e0000"]
+    assert re.fullmatch(r"ray actor pid \d+ on \S+ died \(ActorDiedError: .*\)", errors["faulty/t003/e0001"])
+    for record in records.values():  # every other episode ran normally, on a rebuilt env or a fresh actor
+        if record.status == "ok":
+            assert record.success == (record.init_state_id % 2 == 0) and record.steps == (3 if record.success else 5)
 
 
 def test_joins_a_cluster_started_with_ray_start(ray_env: dict[str, str], tmp_path: Path) -> None:

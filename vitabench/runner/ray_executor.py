@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import ray
 import ray.exceptions
+import ray.util
 
 from vitabench.api.episode import Episode
 from vitabench.api.errors import VitabenchError
@@ -65,8 +66,9 @@ class EnvActor:
     def __init__(self) -> None:
         self.host = EnvHost()
 
-    def pid(self) -> int:
-        return os.getpid()
+    def where(self) -> tuple[int, str]:
+        """This actor's process id and node address."""
+        return os.getpid(), ray.util.get_node_ip_address()
 
     def handle(self, message: tuple) -> tuple:
         return self.host.handle(message)
@@ -95,7 +97,8 @@ class RayWorker:
         self._options = options
         self._actor: Any = None
         self._pid: int | None = None
-        self._pid_ref: Any = None
+        self._node: str | None = None
+        self._where_ref: Any = None
         self._reply: Any = None
         self._generation = 0
         self._ready, self._notify = socket.socketpair()
@@ -105,20 +108,18 @@ class RayWorker:
     @property
     def pid(self) -> int | None:
         """The actor's process id, once the actor has reported it (never blocks)."""
-        if self._pid is None and self._pid_ref is not None:
-            done, _ = ray.wait([self._pid_ref], timeout=0)
-            if done:
-                try:
-                    self._pid = ray.get(self._pid_ref)
-                except ray.exceptions.RayError:
-                    pass
-                self._pid_ref = None
+        if self._where_ref is not None and ray.wait([self._where_ref], timeout=0)[0]:
+            try:
+                self._pid, self._node = ray.get(self._where_ref)
+            except ray.exceptions.RayError:
+                pass
+            self._where_ref = None
         return self._pid
 
     def send(self, message: tuple) -> None:
         if self._actor is None:
             self._actor = _actor_class().options(**self._options).remote()
-            self._pid_ref = self._actor.pid.remote()
+            self._where_ref = self._actor.where.remote()
         self._drain()
         with self._lock:
             generation = self._generation
@@ -153,11 +154,11 @@ class RayWorker:
             raise WorkerDied(self._death_cause(exc)) from exc
 
     def _death_cause(self, exc: BaseException) -> str:
-        """One line, e.g. ``ray actor pid 123 died (ActorDiedError: The actor died unexpectedly ...)``."""
+        """One line, e.g. ``ray actor pid 123 on 10.0.0.5 died (ActorDiedError: The actor died ...)``."""
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = f"{type(exc).__name__}: {lines[0] if lines else 'no details'}"
-        pid = self.pid
-        return f"ray actor {f'pid {pid}' if pid is not None else 'of slot ' + str(self.slot)} died ({reason})"
+        who = f"pid {self.pid} on {self._node}" if self.pid is not None else f"of slot {self.slot}"
+        return f"ray actor {who} died ({reason})"
 
     def kill(self) -> None:
         """Kill the actor (if any); the next :meth:`send` starts a fresh one."""
@@ -168,7 +169,7 @@ class RayWorker:
                 ray.kill(self._actor, no_restart=True)
             except ray.exceptions.RayError:
                 pass
-        self._actor, self._pid, self._pid_ref, self._reply = None, None, None, None
+        self._actor, self._pid, self._node, self._where_ref, self._reply = None, None, None, None, None
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Let the actor close its environment, then end it."""
