@@ -19,7 +19,8 @@ On one machine::
 
     vitabench run --executor ray --workers 4 --policy random --suite libero_object
 
-starts a private Ray instance for the run and stops it at the end. On a cluster (every node
+starts a private Ray instance for the run and stops it at the end (if the run is killed with
+SIGKILL, Ray's processes follow within about a minute). On a cluster (every node
 needs the same Python environment: vitabench, the suites' simulators and assets, and any
 plugin modules that entry points name)::
 
