@@ -80,6 +80,8 @@ def run(
     step_timeout: float = typer.Option(60.0, "--step-timeout", help="Seconds a worker may take per step before it is replaced."),
     label: Optional[str] = typer.Option(None, "--label", help="Name of this run in reports."),
     quiet: bool = typer.Option(False, "--quiet", help="Print only the final summary."),
+    robot: Optional[str] = typer.Option(None, "--robot", help="Real robot of a real-robot suite: franka | piper."),
+    robot_arg: list[str] = typer.Option([], "--robot-arg", help="KEY=VALUE robot argument (JSON value or string), e.g. host=172.16.0.2; repeatable."),
 ) -> None:
     """Evaluate POLICY on SUITE; records go to OUT/episodes.jsonl as each episode ends.
 
@@ -88,6 +90,7 @@ def run(
     """
     from vitabench.cli.policy_options import parse_policy_args
     from vitabench.runner import errored_records, run_evaluation
+    from vitabench.robots.driver import parse_robot_args
     from vitabench.runner.evaluation import stored_arguments
 
     if resume and out is None:
@@ -111,7 +114,7 @@ def run(
             suite or stored["suite"],
             tasks=task_ids,
             episodes_per_task=episodes_per_task if episodes_per_task is not None else stored.get("episodes_per_task"),
-            protocol=(protocol or "standard") if own_protocol or not stored else stored["protocol"],
+            protocol=(protocol or ("real_robot" if robot else "standard")) if own_protocol or not stored else stored["protocol"],
             max_steps=max_steps,
             seed=seed,
             domain=domain,
@@ -123,6 +126,8 @@ def run(
             label=label,
             step_timeout=step_timeout,
             argv=sys.argv,
+            robot=robot,
+            robot_args=parse_robot_args(robot_arg),
             executor=ray_executor,
         )
     finally:

@@ -193,6 +193,24 @@ def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol
     )
 
 
+def _robot_env_kwargs(suite: Any, robot: str | None, robot_args: Mapping[str, Any] | None, workers: int, out: Path) -> tuple:
+    """Constructor arguments of a real-robot suite's env (vitabench.robots.env.RobotEnv); () for simulation."""
+    real = suite.env_entry_point.startswith("vitabench.robots.")
+    if robot is None:
+        if real:
+            raise VitabenchError(f"suite {suite.name!r} runs on a real robot; accepted: --robot franka|piper with --robot-arg KEY=VALUE")
+        return ()
+    if not real:
+        raise VitabenchError(f"--robot {robot}: suite {suite.name!r} is simulated; accepted: a real-robot suite (real_five, real_user)")
+    if workers != 1:
+        raise VitabenchError(f"--workers {workers}: a robot run uses one worker (one arm); accepted: --workers 1")
+    from vitabench.robots.driver import ROBOT_DRIVERS
+
+    if robot not in ROBOT_DRIVERS:
+        raise VitabenchError(f"unknown robot {robot!r}; accepted: {', '.join(sorted(ROBOT_DRIVERS))}")
+    return (("robot", robot), ("robot_args", tuple(sorted(dict(robot_args or {}).items()))), ("run_dir", str(out)))
+
+
 def run_evaluation(
     policy_name: str,
     policy_args: Mapping[str, Any],
@@ -213,6 +231,8 @@ def run_evaluation(
     step_timeout: float = DEFAULT_STEP_TIMEOUT_S,
     executor: Executor | None = None,
     argv: Sequence[str] | None = None,
+    robot: str | None = None,
+    robot_args: Mapping[str, Any] | None = None,
 ) -> Path:
     """Evaluate a registered policy on a suite; every episode's record is durable as it ends.
 
@@ -225,6 +245,7 @@ def run_evaluation(
 
     out = Path(out)
     suite_obj = get_suite(suite)
+    env_kwargs = _robot_env_kwargs(suite_obj, robot, robot_args, workers, out)
     resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps, domain=domain)
     manifest = _manifest(suite_obj, resolved, tasks, episodes_per_task)
     video_mode = VideoMode.parse(video)
@@ -289,6 +310,8 @@ def run_evaluation(
             "git": first["git"],
             "sessions": [*sessions, session],
         }
+        if robot is not None:
+            config["robot"] = {"name": robot, "args": json.loads(_describe(dict(robot_args or {})))}
         store.create(config, manifest)
 
         plan = RunPlan(
@@ -297,6 +320,7 @@ def run_evaluation(
             spec=getattr(policy, "spec", None) or PolicySpec(),
             step_timeout=step_timeout,
             video=video_mode,
+            env_kwargs=env_kwargs,
         )
         planned = {
             task_id: (f"t{task_id:03d} {suite_obj.task(task_id).name}", len(episodes))

@@ -41,6 +41,7 @@ class RunPlan:
     spec: PolicySpec
     step_timeout: float = 60.0
     video: VideoMode = VideoMode("none")
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
     def max_steps(self) -> int:
@@ -60,6 +61,7 @@ class RunPlan:
             state_keys=tuple(dict.fromkeys((*self.spec.state_keys, *DIGEST_STATE_KEYS))),
             privileged=self.spec.privileged,
             max_steps=self.max_steps,
+            env_kwargs=self.env_kwargs,
         )
 
 
@@ -69,7 +71,9 @@ class EpisodeResult:
 
     ``extra`` holds ``state_digest`` (``ok`` episodes: a hash of every state observation of the
     episode, equal digests meaning identical trajectories) and ``env_build_s`` (when the episode
-    had to build its environment, which its ``wall_s`` then includes).
+    had to build its environment, which its ``wall_s`` then includes), plus every ``extra.KEY``
+    entry of the ``info`` of the episode's steps, as ``KEY`` (real-robot envs put the operator's
+    label and its source, e-stops, safety clips and control-loop timing there).
     """
 
     episode: Episode
@@ -288,6 +292,7 @@ class LockstepLoop:
             return
         _, obs, _reward, terminated, truncated, info = reply
         run.steps += 1
+        run.extra.update({k.removeprefix("extra."): v for k, v in info.items() if k.startswith("extra.")})
         if terminated or truncated or run.steps >= self.plan.max_steps:
             self._observe(slot, obs)
             self._finish(slot, success=bool(info.get("success", False)))

@@ -45,6 +45,7 @@ class EnvConfig:
     state_keys: tuple[str, ...]
     privileged: bool
     max_steps: int
+    env_kwargs: tuple[tuple[str, Any], ...] = ()  # extra constructor arguments, e.g. the robot of a real-robot suite
 
     def build(self) -> Any:
         module_name, _, attr = self.entry_point.partition(":")
@@ -57,6 +58,7 @@ class EnvConfig:
             state_keys=self.state_keys,
             privileged=self.privileged,
             max_steps=self.max_steps,
+            **dict(self.env_kwargs),
         )
 
 
