@@ -9,6 +9,7 @@ PYTHON=$(command -v python3.11 || command -v python3)
 # CPU build matching torch 2.13.0, and vitabench never imports open_clip itself.
 .venv/bin/python -m pip install -q --no-deps open-clip-torch==3.3.0 || exit 1
 command -v chromium >/dev/null || bash .ci/setup-chromium.sh || exit 1
+bash .ci/setup-franky-sim.sh || exit 1  # franky-sim in its own venv (it pins a newer MuJoCo)
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 .venv/bin/python -m pytest "$@"
 rc=$?
