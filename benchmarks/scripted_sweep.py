@@ -50,15 +50,15 @@ def run_sweep(suite_name: str, tasks: list[int], init_states: list[int], protoco
         for index in todo:
             start = time.time()
             observation, info = env.reset(options={"init_state": index})
-            policy.reset(task, 0)
             error = None
             try:
+                policy.reset(task, 0)
                 terminated = truncated = False
                 while not (terminated or truncated):
                     action = policy.act([observation])[0, 0]
                     assert np.all(np.abs(action) <= 1.0)
                     observation, _, terminated, truncated, info = env.step(action)
-            except Exception as exc:  # an unsupported goal: recorded, not fatal to the sweep
+            except Exception as exc:  # e.g. an unsupported goal: recorded, not fatal to the sweep
                 error = f"{type(exc).__name__}: {exc}"
             record = {
                 "suite": suite_name,
