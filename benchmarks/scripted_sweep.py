@@ -32,7 +32,7 @@ def run_sweep(suite_name: str, tasks: list[int], init_states: list[int], protoco
 
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.policies.scripted import ScriptedPolicy, debug_phase
+    from vitabench.policies.scripted import ScriptedPolicy
     from vitabench.registry import get_suite
 
     torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def run_sweep(suite_name: str, tasks: list[int], init_states: list[int], protoco
                 "init_state": index,
                 "success": bool(info["success"]) and error is None,
                 "steps": int(info["steps"]),
-                "phase": debug_phase(policy) if error is None else "error",
+                "phase": policy.phase(0) if error is None else "error",
                 "error": error,
                 "seconds": round(time.time() - start, 2),
             }

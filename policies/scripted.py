@@ -688,6 +688,13 @@ class ScriptedPolicy(BasePolicy):
             actions[row, 0] = self._act_one(episode, Scene.from_observation(observation))
         return actions
 
+    def phase(self, slot: int = 0) -> str:
+        """Where a slot's episode stands, ``"<skill index>:<phase>"`` or ``"done"`` (diagnostics)."""
+        episode = self._episodes[slot]
+        if episode.current >= len(episode.skills):
+            return "done"
+        return f"{episode.current}:{episode.skills[episode.current].phase}"
+
     def _act_one(self, episode: _Episode, scene: Scene) -> np.ndarray:
         if episode.current >= len(episode.skills):
             return self._command(scene, scene.ee_pos, gripper_yaw(scene.ee_rotation), OPEN)
@@ -703,14 +710,3 @@ class ScriptedPolicy(BasePolicy):
             rotation_vector(desired @ scene.ee_rotation.T) / _ROT_SCALE * self.rotation_gain * 2.0, -1.0, 1.0
         )
         return np.concatenate([position, rotation, [gripper]]).astype(np.float32)
-
-
-def debug_phase(policy: ScriptedPolicy, slot: int = 0) -> str:
-    """The current skill and phase of a slot, for diagnostics."""
-    episode = policy._episodes[slot]
-    if episode.current >= len(episode.skills):
-        return "done"
-    skill = episode.skills[episode.current]
-    return f"{episode.current}:{skill.phase}"
-
-
