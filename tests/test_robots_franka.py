@@ -7,7 +7,9 @@ machine, so motions are checked by direction and against the robot's own clock, 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
@@ -70,7 +72,8 @@ def test_unreachable_host_is_one_clear_line():
         driver.connect()
 
 
-def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
+def _clip_episode(sim_host: str, run_dir: str) -> tuple:
+    """One scripted-operator episode pushing up into the workspace ceiling (run in a fresh process)."""
     read_fd, write_fd = os.pipe()
     os.write(write_fd, b"y\ns\n")
     os.close(write_fd)
@@ -78,17 +81,24 @@ def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
     env = RobotEnv(
         task, load_protocol("real_robot"), cameras=("agentview",), resolution=32, max_steps=12, robot="franka",
         robot_args={"host": sim_host, "dynamics": 0.5, "camera.agentview": "render:agentview", "workspace_max": "0.8,0.4,0.49"},
-        run_dir=str(tmp_path), operator=Operator(read_fd, source="script"),
+        run_dir=run_dir, operator=Operator(read_fd, source="script"),
     )
     try:
-        obs, _ = env.reset()
-        assert obs["images"]["agentview"].shape == (32, 32, 3) and obs["images"]["agentview"].std() > 0
-        z0 = obs["state"]["ee_pos"][2]
-        assert z0 < 0.49
+        first, _ = env.reset()
         for _ in range(12):
             obs, _, terminated, truncated, info = env.step(np.array([0, 0, 1.0, 0, 0, 0, -1]))
     finally:
         env.close()
+    return first, obs, truncated, info
+
+
+def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
+    # A fresh process, as the runner's env workers are: MuJoCo's EGL renderer of the stand-in
+    # camera cannot be created in a process where robosuite's EGL contexts were made and freed.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first, obs, truncated, info = pool.submit(_clip_episode, sim_host, str(tmp_path)).result(timeout=300)
+    assert first["images"]["agentview"].shape == (32, 32, 3) and first["images"]["agentview"].std() > 0
+    assert first["state"]["ee_pos"][2] < 0.49
     assert truncated and info["success"] and info["extra.label_source"] == "operator:script"
     assert info["extra.safety_clips"] > 0 and "workspace z" in info["extra.safety_events"]
     assert obs["state"]["ee_pos"][2] <= 0.49 + 2e-3  # the box held
