@@ -12,7 +12,6 @@ from vitabench.cli import collect as collect_command
 from vitabench.cli import distill as distill_command
 from vitabench.cli import doctor, listing
 from vitabench.cli import pva as pva_commands
-from vitabench.cli import pva as pva_commands
 from vitabench.cli import run as run_command
 from vitabench.cli import report as report_commands
 from vitabench.cli import serve as serve_command
@@ -29,7 +28,6 @@ app.command("doctor")(doctor.doctor)
 app.command("run")(run_command.run)
 report_commands.register(app)
 app.command("serve")(serve_command.serve)
-pva_commands.register(app)
 pva_commands.register(app)
 app.command("collect")(collect_command.collect)
 app.add_typer(train_commands.app, name="train")
