@@ -110,6 +110,11 @@ def wrap_half_turn(angle: float) -> float:
     return float((angle + np.pi / 2) % np.pi - np.pi / 2)
 
 
+def wrap_full_turn(angle: float) -> float:
+    """An angle modulo 2 pi in ``[-pi, pi)``."""
+    return float((angle + np.pi) % (2 * np.pi) - np.pi)
+
+
 def finger_yaw_for(direction_xy: np.ndarray) -> float:
     """Gripper yaw that puts the finger axis along a horizontal direction."""
     return float(np.arctan2(direction_xy[0], -direction_xy[1]))
@@ -350,7 +355,7 @@ class PickPlace(Skill):
             hover = grasp + np.array([0.0, 0.0, 0.06])
             hover[2] = max(hover[2], min(ee[2], grasp[2] + 0.2))
             xy_error = np.linalg.norm(hover[:2] - ee[:2])
-            yaw_error = abs(self.grasp_yaw - gripper_yaw(scene.ee_rotation))
+            yaw_error = abs(wrap_full_turn(self.grasp_yaw - gripper_yaw(scene.ee_rotation)))
             if xy_error < 0.01 and yaw_error < 0.08 and scene.gripper_opening > 0.06:
                 return self._next("descend", hover, OPEN)
             if xy_error > 0.03:  # travel high until above the grasp point
