@@ -131,13 +131,25 @@ def _bytes_to_unicode() -> dict[int, str]:
 def clip_bpe_file() -> Path:
     """The CLIP BPE merges shipped in the ``open-clip-torch`` wheel (found without importing it)."""
     spec = importlib.util.find_spec("open_clip")
-    path = Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz" if spec and spec.origin else None
-    if path is None or not path.exists():
-        raise VitabenchError(
-            "the CLIP tokenizer vocabulary was not found; install it with "
-            "'pip install --no-deps open-clip-torch' or pass a checkpoint/text_encoder directory holding a tokenizer"
-        )
-    return path
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
+        if path.exists():
+            return path
+    raise VitabenchError(
+        "the CLIP tokenizer vocabulary (bpe_simple_vocab_16e6.txt.gz) was not found; install it with "
+        "'pip install --no-deps open-clip-torch' or pass a checkpoint/text_encoder directory holding a tokenizer"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
+    """CLIP's 49408-token vocabulary and its BPE merge lines, built as open_clip builds them."""
+    lines = gzip.open(clip_bpe_file()).read().decode("utf-8").split("\n")
+    merges = tuple(lines[1 : 49152 - 256 - 2 + 1])
+    symbols = list(_bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(vocab)}, merges
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,12 +157,8 @@ def clip_tokenizer() -> Any:
     """The real CLIP BPE tokenizer (49408 tokens) as a ``transformers.CLIPTokenizer``."""
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(clip_bpe_file()).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    symbols = list(_bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges)
+    vocab, merges = clip_vocabulary()
+    return CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges])
 
 
 def quiet_transformers() -> None:

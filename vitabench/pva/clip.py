@@ -10,11 +10,8 @@ from ``bpe_simple_vocab_16e6.txt.gz`` in the ``open-clip-torch`` wheel (installe
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,6 @@ from vitabench.api.errors import VitabenchError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_N_MERGES = 49152 - 256 - 2
 
 
 @dataclass(frozen=True)
@@ -44,45 +40,10 @@ CLIP_SIZES: dict[str, ClipSize] = {
 }
 
 
-def bpe_vocab_path() -> Path:
-    """``bpe_simple_vocab_16e6.txt.gz`` shipped in the open-clip-torch wheel (located, not imported)."""
-    spec = importlib.util.find_spec("open_clip")
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
-        if path.exists():
-            return path
-    raise VitabenchError(
-        "the CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz) was not found; "
-        "install it with: pip install --no-deps open-clip-torch"
-    )
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
-@lru_cache(maxsize=1)
-def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
-    """CLIP's 49408-token vocabulary and its BPE merges, as open_clip builds them."""
-    lines = gzip.open(bpe_vocab_path()).read().decode("utf-8").split("\n")
-    merges = tuple(lines[1 : _N_MERGES + 1])
-    tokens = list(_bytes_to_unicode().values())
-    tokens = tokens + [t + "</w>" for t in tokens] + ["".join(m.split()) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}, merges
-
-
 def save_tokenizer(path: Path) -> None:
     """Write ``vocab.json`` and ``merges.txt`` (the files ``CLIPTokenizer`` reads) to ``path``."""
+    from vitabench.policies.models.common import clip_vocabulary
+
     vocab, merges = clip_vocabulary()
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.json").write_text(json.dumps(vocab))
