@@ -41,11 +41,11 @@ def test_unsafe_actions_stop(action, message):
         check_action(np.array(action))
 
 
-def test_workspace_clip_keeps_the_box_one_period_ahead():
+def test_workspace_clip_keeps_the_box_two_periods_ahead():
     limits = SafetyLimits(workspace_min=(0.3, -0.3, 0.1), workspace_max=(0.7, 0.3, 0.5), max_linear_speed=1.0)
     position = np.array([0.69, 0.0, 0.2])
     linear, angular, events = limit_twist(limits, position, np.array([0.5, 0.1, 0.0]), np.zeros(3), 0.05, step=7)
-    np.testing.assert_allclose(linear, [0.2, 0.1, 0.0])  # x can advance only 1 cm in 50 ms
+    np.testing.assert_allclose(linear, [0.1, 0.1, 0.0])  # x can advance only 1 cm in 2 x 50 ms
     assert [e.kind for e in events] == ["workspace"] and events[0].step == 7 and "x" in events[0].detail
     # outside the box already: moving further out is stopped, moving back in is allowed
     outside = np.array([0.75, 0.0, 0.2])

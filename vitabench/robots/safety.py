@@ -3,8 +3,10 @@
 * A policy action that is not 7 finite values in ``[-1, 1]`` stops the episode
   (:class:`SafetyStop`, recorded as the episode's error) after the arm is stopped.
 * End-effector twists are limited in speed, then clipped so that the end effector stays inside
-  the workspace box one control period ahead; a twist that would leave the box keeps only its
-  components that stay inside (or move back inside). Every clip is a :class:`SafetyEvent`.
+  the workspace box ``LOOKAHEAD_PERIODS`` control periods ahead (a command may still act one
+  period after the next is sent, so one period ahead overshoots on a late loop); a twist that
+  would leave the box keeps only its components that stay inside (or move back inside). Every
+  clip is a :class:`SafetyEvent`.
 * Joint targets are clipped to the joint limits and to a maximum change per control period.
 * A robot state with NaN or inf values stops the episode.
 """
@@ -77,6 +79,10 @@ def check_state_finite(finite: bool, step: int) -> None:
         raise SafetyStop(f"the robot reported a NaN/inf state at step {step}; the arm was stopped")
 
 
+#: How many control periods ahead the workspace box must still hold.
+LOOKAHEAD_PERIODS = 2
+
+
 def limit_twist(
     limits: SafetyLimits, ee_pos: np.ndarray, linear: np.ndarray, angular: np.ndarray, period_s: float, step: int
 ) -> tuple[np.ndarray, np.ndarray, list[SafetyEvent]]:
@@ -93,14 +99,15 @@ def limit_twist(
         angular *= limits.max_angular_speed / turn
         events.append(SafetyEvent(step, "speed", f"angular {turn:.3f} rad/s > {limits.max_angular_speed:g}"))
     low, high = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
-    ahead = ee_pos + linear * period_s
+    horizon_s = LOOKAHEAD_PERIODS * period_s
+    ahead = ee_pos + linear * horizon_s
     for axis, name in enumerate("xyz"):
         if ahead[axis] > high[axis] and linear[axis] > 0:
-            allowed = max(0.0, (high[axis] - ee_pos[axis]) / period_s)
+            allowed = max(0.0, (high[axis] - ee_pos[axis]) / horizon_s)
             events.append(SafetyEvent(step, "workspace", f"{name} {ahead[axis]:.3f} > max {high[axis]:g}, v{name} {linear[axis]:.3f} -> {allowed:.3f}"))
             linear[axis] = allowed
         elif ahead[axis] < low[axis] and linear[axis] < 0:
-            allowed = min(0.0, (low[axis] - ee_pos[axis]) / period_s)
+            allowed = min(0.0, (low[axis] - ee_pos[axis]) / horizon_s)
             events.append(SafetyEvent(step, "workspace", f"{name} {ahead[axis]:.3f} < min {low[axis]:g}, v{name} {linear[axis]:.3f} -> {allowed:.3f}"))
             linear[axis] = allowed
     return linear, angular, events
