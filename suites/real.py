@@ -25,11 +25,11 @@ loads the example file ``real_tasks/example.toml`` shipped beside this module)::
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
 from vitabench.api.errors import VitabenchError
+from vitabench.api.files import read_toml
 from vitabench.api.suite import Suite, Task
 
 ENV_ENTRY_POINT = "vitabench.robots.env:RobotEnv"
@@ -105,12 +105,7 @@ def real_task(suite: str, task_id: int, fields: Mapping[str, Any], source: str) 
 def load_user_tasks(path: str | Path, suite: str = "real_user") -> Suite:
     """A suite from a TOML file of ``[[task]]`` tables."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise VitabenchError(f"real task file {str(path)!r} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VitabenchError(f"real task file {str(path)!r} is not valid TOML: {exc}") from None
+    data = read_toml(path, "real task file")
     tables = data.get("task")
     if not isinstance(tables, list) or not tables:
         raise VitabenchError(f"real task file {str(path)!r} has no [[task]] tables; accepted: see vitabench.suites.real")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from vitabench.api.files import read_toml
 from vitabench.report.runs import ReportError, RunInfo, load_episodes, run_info, suite_sort_key
 from vitabench.report.stats import mcnemar_exact, paired_counts
 from vitabench.report.tables import aggregate
@@ -84,12 +84,7 @@ def _variant(data: Mapping[str, Any], source: str) -> Variant:
 def load_ablation_spec(path: str | Path) -> AblationSpec:
     """Parse and check an ablation spec file; ``runs`` paths are relative to the current directory."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ReportError(f"ablation spec {str(path)!r} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ReportError(f"ablation spec {str(path)!r} is not valid TOML: {exc}") from None
+    data = read_toml(path, "ablation spec", ReportError)
     source = str(path)
     unknown = sorted(set(data) - _SPEC_KEYS)
     if unknown:

@@ -8,7 +8,6 @@ source states, and the protocol the numbers were measured under: a vitabench pre
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
 
+from vitabench.api.files import read_toml
 from vitabench.report.runs import ReportError
 
 AverageRule = Literal["mean", "sum/100"]
@@ -103,12 +103,7 @@ def _row(data: Mapping[str, Any], n_columns: int, source: str) -> PublishedRow:
 def load_published_table(path: str | Path) -> PublishedTable:
     """Parse one published-table TOML file."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ReportError(f"published table {str(path)!r} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ReportError(f"published table {str(path)!r} is not valid TOML: {exc}") from None
+    data = read_toml(path, "published table", ReportError)
     try:
         columns = tuple(str(c) for c in data["columns"])
         rule = data.get("average_rule", "mean")
