@@ -3,12 +3,26 @@
 One environment = one (suite task, protocol); a protocol with a visual domain (``with_domain``)
 renders every observation in it. ``reset(options={"init_state": i})`` restores
 init state ``i`` on a freshly reset simulation, then runs the protocol's settle steps, which do
-not count toward the step limit. Cameras are created and rendered only when asked for.
+not count toward the step limit. Cameras are created only when asked for, and rendered only for
+observations that are returned:
+
+* :meth:`LiberoEnv.reset` renders the observation after the settle steps, not the frames before;
+* :meth:`LiberoEnv.step` is Gymnasium's step: every step returns a full observation;
+* :meth:`LiberoEnv.step_unobserved` is the same step for a caller that will not look at its
+  observation (the runner, inside an action chunk): it renders only the cameras it is given (a
+  video's, or none) and returns the state, reward, flags and info.
+
+Physics never depends on what is rendered: robosuite samples each camera in the middle of a step
+(at the substep its observable's timer picks); a camera that is not wanted returns an empty
+placeholder at that moment instead of a frame, so observable timers, simulator state and the
+observations that are rendered are bit for bit those of a step that renders everything.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -27,6 +41,8 @@ if TYPE_CHECKING:
 LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
 
 _STATE_SHAPES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
+#: What a camera observable holds after a sampling at which its camera was not wanted.
+_NOT_RENDERED = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
 def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:
@@ -80,7 +96,10 @@ class LiberoEnv(gym.Env):
         self.max_steps = max_steps or protocol.steps_for(task.suite)
         self.render_mode = render_mode
         self._init_states: np.ndarray | None = None
+        self._rendered: frozenset[str] = frozenset()  # cameras rendered when robosuite samples them
         self._env = self._make_sim()
+        self._render_only_wanted_cameras()
+        self._rendered = frozenset(self.cameras)  # outside reset/step_unobserved: robosuite's behaviour
         self.domain: Domain | None = None
         self._scene: SceneDomain | None = None
         self._episode_key = (0, 0)  # (seed, init state): with the step, it fixes sensor noise draws
@@ -117,6 +136,32 @@ class LiberoEnv(gym.Env):
             if rendering and any(s in str(exc).lower() for s in ("egl", "gl", "osmesa", "display", "render")):
                 raise rendering_error(exc) from exc
             raise
+
+    def _render_only_wanted_cameras(self) -> None:
+        """Wrap each camera's robosuite sensor so that it renders only while the camera is in
+        ``self._rendered`` (and returns ``_NOT_RENDERED`` otherwise); timers and sampling are untouched."""
+        from robosuite.utils.observables import sensor
+
+        sim_env = self._env.env
+        for camera in self.cameras:
+            name = f"{camera}_image"
+            observable = sim_env._observables[name]
+            render = observable._sensor  # robosuite 1.4 keeps an observable's sensor here
+
+            @sensor(modality=observable.modality)
+            def camera_if_wanted(obs_cache: dict, camera: str = camera, render: Any = render) -> np.ndarray:
+                return render(obs_cache) if camera in self._rendered else _NOT_RENDERED
+
+            sim_env.modify_observable(name, "sensor", camera_if_wanted)
+
+    @contextmanager
+    def _rendering(self, cameras: tuple[str, ...]) -> Iterator[None]:
+        """Render only ``cameras`` at the camera samplings inside this block."""
+        previous, self._rendered = self._rendered, frozenset(cameras)
+        try:
+            yield
+        finally:
+            self._rendered = previous
 
     def _observation_space(self) -> gym.spaces.Dict:
         res = self.resolution
@@ -160,7 +205,8 @@ class LiberoEnv(gym.Env):
                 f"init_state={index} for task {self.task.task_id} of {self.task.suite}; "
                 f"accepted: 0-{len(self.init_states) - 1}"
             )
-        self.restore_init_state(index, seed)
+        with self._rendering(() if self.protocol.settle_steps else self.cameras):
+            self.restore_init_state(index, seed)
         raw = self.settle()
         self._steps = 0
         self._success = bool(self._env.check_success())
@@ -171,7 +217,8 @@ class LiberoEnv(gym.Env):
         """Soft-reset the simulation and load init state ``index`` (no settle steps yet)."""
         if seed is not None:
             self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
-        self._env.reset()
+        with self._rendering(()):  # robosuite's reset observation is never returned
+            self._env.reset()
         if self._scene is not None:
             self._scene.apply(self.domain)
         self._episode_key = (0 if seed is None else int(seed), index)
@@ -190,14 +237,17 @@ class LiberoEnv(gym.Env):
 
     def render_observation(self) -> dict[str, Any]:
         """The observation of the current state rendered again (e.g. after :meth:`set_domain`)."""
-        return self._observation(self._env.env._get_observations(force_update=True))
+        with self._rendering(self.cameras):
+            return self._observation(self._env.env._get_observations(force_update=True))
 
     def settle(self) -> dict[str, Any]:
-        """Run the protocol's settle steps (not counted); return the last raw observation."""
+        """Run the protocol's settle steps (not counted); return the last raw observation.
+        Only the last settle step renders the cameras: its observation is the one returned."""
         settle = np.asarray(self.protocol.settle_action, dtype=np.float64)
         raw: dict[str, Any] = {}
-        for _ in range(self.protocol.settle_steps):
-            raw, _, _, _ = self._env.step(settle)
+        for remaining in range(self.protocol.settle_steps, 0, -1):
+            with self._rendering(self.cameras if remaining == 1 else ()):
+                raw, _, _, _ = self._env.step(settle)
         return raw or self._env.env._get_observations()
 
     def clear_gripper_state(self) -> None:
@@ -210,6 +260,31 @@ class LiberoEnv(gym.Env):
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        with self._rendering(self.cameras):
+            raw, reward, terminated, truncated, info = self._simulate(action)
+        return self._observation(raw), reward, terminated, truncated, info
+
+    def step_unobserved(self, action: np.ndarray, cameras: tuple[str, ...] = ()) -> tuple[dict, float, bool, bool, dict]:
+        """:meth:`step` for a caller that will not look at this step's observation.
+
+        The physics, reward, flags and info of :meth:`step`; instead of the observation, only its
+        ``state`` and, under ``images``, the frames of ``cameras`` (a video's; by default none),
+        identical to those :meth:`step` would return. The other cameras are not rendered.
+        """
+        unknown = sorted(set(cameras) - set(self.cameras))
+        if unknown:
+            raise VitabenchError(
+                f"step_unobserved cameras {', '.join(unknown)} are not rendered by this env; accepted: {', '.join(self.cameras) or 'none'}"
+            )
+        with self._rendering(cameras):
+            raw, reward, terminated, truncated, info = self._simulate(action)
+        seen: dict[str, Any] = {"state": self._state(raw)}
+        if cameras:
+            seen["images"] = self._images(raw, cameras)
+        return seen, reward, terminated, truncated, info
+
+    def _simulate(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        """One control step: robosuite's raw observation, then the reward, flags and info of :meth:`step`."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
             raise VitabenchError(f"action {action.tolist()} must be {ACTION_DIM} finite values in [-1, 1]")
@@ -223,11 +298,10 @@ class LiberoEnv(gym.Env):
             self._success = success_now
             terminated = False
         truncated = not terminated and self._steps >= self.max_steps
-        obs = self._observation(raw)
-        info = {"success": self._success, "steps": self._steps}
-        return obs, float(success_now), terminated, truncated, info
+        return raw, float(success_now), terminated, truncated, {"success": self._success, "steps": self._steps}
 
     def render(self) -> np.ndarray | None:
+        """The first camera's image of the last observation returned (steps without one do not change it)."""
         if self.render_mode != "rgb_array" or self._last_obs is None:
             return None
         return self._last_obs["images"][self.cameras[0]]
@@ -238,7 +312,7 @@ class LiberoEnv(gym.Env):
             self._env = None
 
     # -- observations -------------------------------------------------------------------------
-    def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def _state(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float32)
         full_state = {
             "ee_pos": np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
@@ -247,19 +321,29 @@ class LiberoEnv(gym.Env):
             "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
             "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
         }
-        obs: dict[str, Any] = {
-            "state": {k: full_state[k] for k in self.state_keys},
-            "instruction": self.task.instruction,
-        }
-        if self.cameras:
-            obs["images"] = {cam: orient(raw[f"{cam}_image"], self.protocol.image_orientation) for cam in self.cameras}
-            if self.domain is not None and self.domain.has_sensor_noise:
-                from vitabench.envs.domains import corrupt_image
+        return {k: full_state[k] for k in self.state_keys}
 
-                obs["images"] = {
-                    cam: corrupt_image(image, self.domain, (*self._episode_key, self._steps, i))
-                    for i, (cam, image) in enumerate(obs["images"].items())
-                }
+    def _images(self, raw: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The images of ``cameras`` as the protocol shows them: oriented once, with the domain's sensor noise."""
+        images = {}
+        for cam in cameras:
+            image = raw[f"{cam}_image"]
+            if image.size == 0:  # robosuite sampled this camera during an earlier, unrendered step
+                raise RuntimeError(f"camera {cam} has no frame for step {self._steps}: robosuite sampled it in an unrendered step")
+            images[cam] = orient(image, self.protocol.image_orientation)
+        if self.domain is not None and self.domain.has_sensor_noise:
+            from vitabench.envs.domains import corrupt_image
+
+            images = {
+                cam: corrupt_image(image, self.domain, (*self._episode_key, self._steps, self.cameras.index(cam)))
+                for cam, image in images.items()
+            }
+        return images
+
+    def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+        obs: dict[str, Any] = {"state": self._state(raw), "instruction": self.task.instruction}
+        if self.cameras:
+            obs["images"] = self._images(raw, self.cameras)
         if self.privileged:
             from vitabench.envs.privileged import privileged_state
 

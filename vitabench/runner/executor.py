@@ -5,11 +5,17 @@ and seed each one has) and calls ``sink`` with one :class:`EpisodeResult` per ep
 moment it ends. The policy stays in the calling process; :class:`LocalExecutor` steps the
 environments in worker processes and batches every slot that needs an action at the same
 moment into one ``policy.act`` call.
+
+Lazy rendering (the default): a worker renders an observation only when it is used: after the
+reset (the settle steps render nothing), after the last action of a chunk, and, for episodes
+that record a video, the video's cameras at every step. A chunk goes to its worker as one
+``chunk`` command, run there back to back at physics speed. ``lazy_rendering=False`` steps one
+action at a time with a full observation each (``step``), as Gymnasium users do; physics,
+outcomes and ``state_digest`` are identical either way.
 """
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing.connection
 import time
 from collections import deque
@@ -28,7 +34,8 @@ from vitabench.runner.worker import EnvConfig, WorkerDied, WorkerProcess
 #: Extra seconds a reset may take beyond the step timeout (it may build the environment).
 BUILD_GRACE_S = 300.0
 #: State every environment reports (cheap, no rendering) so a record's ``state_digest`` fingerprints
-#: the trajectory whatever the policy asked for; keys the policy did not ask for are not shown to it.
+#: the trajectory whatever the policy asked for and whichever steps were observed; keys the policy
+#: did not ask for are not shown to it.
 DIGEST_STATE_KEYS: tuple[str, ...] = ("ee_pos", "gripper_qpos")
 
 
@@ -69,11 +76,12 @@ class RunPlan:
 class EpisodeResult:
     """What an executor reports for one episode; the runner turns it into a record.
 
-    ``extra`` holds ``state_digest`` (``ok`` episodes: a hash of every state observation of the
-    episode, equal digests meaning identical trajectories) and ``env_build_s`` (when the episode
-    had to build its environment, which its ``wall_s`` then includes), plus every ``extra.KEY``
-    entry of the ``info`` of the episode's steps, as ``KEY`` (real-robot envs put the operator's
-    label and its source, e-stops, safety clips and control-loop timing there).
+    ``extra`` holds ``state_digest`` (``ok`` episodes: a hash of the state after the reset and
+    after every step, observed or not, equal digests meaning identical trajectories) and
+    ``env_build_s`` (when the episode had to build its environment, which its ``wall_s`` then
+    includes), plus every ``extra.KEY`` entry of the ``info`` of the episode's steps, as ``KEY``
+    (real-robot envs put the operator's label and its source, e-stops, safety clips and
+    control-loop timing there).
     """
 
     episode: Episode
@@ -105,13 +113,15 @@ class _Running:
     started: float
     deadline: float
     awaiting: str | None = None  # "reset" | "step" while a reply is due
+    limit: float = 0.0  # seconds the due reply may take
     obs: Any = None
     actions: deque = field(default_factory=deque)
     steps: int = 0
-    digest: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=8))
+    digest: str | None = None  # the worker's state digest of the episode so far
     pid: int | None = None
     done: bool = False
     video: bool = False
+    video_cameras: tuple[str, ...] = ()  # rendered at every step of a video episode
     strip_images: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -138,25 +148,38 @@ class WorkerHandle(TypingProtocol):
 
 
 class LocalExecutor:
-    """``workers`` environment processes on this host, stepped in lockstep."""
+    """``workers`` environment processes on this host, stepped in lockstep; ``lazy_rendering``:
+    see the module doc."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, *, lazy_rendering: bool = True) -> None:
         if workers < 1:
             raise ValueError(f"workers={workers}: must be >= 1")
         self.workers = workers
+        self.lazy_rendering = lazy_rendering
 
     def run(self, plan: RunPlan, policy: Policy, episodes: Sequence[Episode], sink: Sink, video: VideoWriter | None) -> None:
-        loop = LockstepLoop(plan, policy, sink, video, [WorkerProcess(i) for i in range(min(self.workers, len(episodes)))])
-        loop.run(deque(episodes))
+        workers = [WorkerProcess(i) for i in range(min(self.workers, len(episodes)))]
+        LockstepLoop(plan, policy, sink, video, workers, lazy_rendering=self.lazy_rendering).run(deque(episodes))
 
 
 class LockstepLoop:
     """The stepping loop over worker slots, one episode per slot at a time, episodes taken in
     manifest order; every slot that needs an action at the same moment is served by one
-    ``policy.act``, and every action of a returned chunk is executed before asking again."""
+    ``policy.act``, and every action of a returned chunk is executed before asking again
+    (as one ``chunk`` command with ``lazy_rendering``, else one ``step`` command per action)."""
 
-    def __init__(self, plan: RunPlan, policy: Policy, sink: Sink, video: VideoWriter | None, workers: Sequence[WorkerHandle]) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        policy: Policy,
+        sink: Sink,
+        video: VideoWriter | None,
+        workers: Sequence[WorkerHandle],
+        *,
+        lazy_rendering: bool = True,
+    ) -> None:
         self.plan, self.policy, self.sink, self.video, self.workers = plan, policy, sink, video, workers
+        self.lazy_rendering = lazy_rendering
         self.running: dict[int, _Running] = {}
 
     def run(self, pending: deque[Episode]) -> None:
@@ -170,7 +193,7 @@ class LockstepLoop:
                 self._act()
                 for slot, run in list(self.running.items()):
                     if run.awaiting is None and run.actions:
-                        self._send(slot, ("step", run.actions.popleft()), "step", self.plan.step_timeout)
+                        self._send_actions(slot, run)
                 self._refill(pending)
             finished = True
         finally:
@@ -205,8 +228,22 @@ class LockstepLoop:
                 self._finish(slot, error=f"policy reset failed: {type(exc).__name__}: {exc}")
                 continue
             config = self.plan.env_config(episode)
+            run.video_cameras = config.cameras if run.video else ()
             if self._send(slot, ("reset", config, episode.seed, episode.init_state_id), "reset", self.plan.step_timeout + BUILD_GRACE_S):
                 return
+
+    def _send_actions(self, slot: int, run: _Running) -> None:
+        """Send the slot's next queued action (eager), or all of them within the step limit as one
+        chunk, observed after its last action unless that action ends the episode (lazy)."""
+        run.obs = None  # the observation the queued actions came from is used up
+        if not self.lazy_rendering:
+            self._send(slot, ("step", run.actions.popleft()), "step", self.plan.step_timeout)
+            return
+        count = min(len(run.actions), self.plan.max_steps - run.steps)
+        actions = np.stack([run.actions.popleft() for _ in range(count)])
+        run.actions.clear()
+        observe = run.steps + count < self.plan.max_steps
+        self._send(slot, ("chunk", actions, observe, run.video_cameras), "step", self.plan.step_timeout * count)
 
     def _send(self, slot: int, message: tuple, awaiting: str, timeout: float) -> bool:
         run = self.running[slot]
@@ -216,7 +253,7 @@ class LockstepLoop:
             self.workers[slot].kill()
             self._finish(slot, error=str(exc))
             return False
-        run.awaiting, run.deadline = awaiting, time.monotonic() + timeout
+        run.awaiting, run.limit, run.deadline = awaiting, timeout, time.monotonic() + timeout
         run.pid = self.workers[slot].pid
         return True
 
@@ -231,7 +268,7 @@ class LockstepLoop:
             run.video = False
         extra = dict(run.extra)
         if error is None:
-            extra["state_digest"] = run.digest.hexdigest()
+            extra["state_digest"] = run.digest
         self.sink(
             EpisodeResult(
                 episode=run.episode,
@@ -265,9 +302,8 @@ class LockstepLoop:
             now = time.monotonic()
             for slot, run in list(self.running.items()):
                 if run.awaiting is not None and now >= run.deadline:
-                    limit = self.plan.step_timeout + (BUILD_GRACE_S if run.awaiting == "reset" else 0)
                     self.workers[slot].kill()
-                    self._finish(slot, error=f"worker pid {run.pid}: no {run.awaiting} reply within {limit:g} s (step timeout)")
+                    self._finish(slot, error=f"worker pid {run.pid}: no {run.awaiting} reply within {run.limit:g} s (step timeout)")
                     progressed = True
 
     def _receive(self, slot: int) -> None:
@@ -285,32 +321,37 @@ class LockstepLoop:
             self._finish(slot, error=f"environment {reply[1]}")
             return
         if kind == "reset":
-            _, obs, info, build_s = reply
+            _, obs, info, build_s, run.digest = reply
             if build_s:
                 run.extra["env_build_s"] = round(build_s, 3)
-            self._observe(slot, obs)
+            self._record_frames(run, [obs.get("images", {})])
+            self._observe(run, obs)
             return
-        _, obs, _reward, terminated, truncated, info = reply
-        run.steps += 1
+        if kind == "step":
+            _, obs, _reward, terminated, truncated, info, run.digest = reply
+            steps, frames = 1, [obs.get("images", {})]
+        else:  # "chunk"
+            _, obs, steps, terminated, truncated, info, frames, run.digest = reply
+        run.steps += steps
+        self._record_frames(run, frames)
         run.extra.update({k.removeprefix("extra."): v for k, v in info.items() if k.startswith("extra.")})
         if terminated or truncated or run.steps >= self.plan.max_steps:
-            self._observe(slot, obs)
             self._finish(slot, success=bool(info.get("success", False)))
-        else:
-            self._observe(slot, obs)
+        elif obs is not None:
+            self._observe(run, obs)
 
-    def _observe(self, slot: int, obs: dict[str, Any]) -> None:
-        run = self.running[slot]
-        images = obs.get("images", {})
+    def _record_frames(self, run: _Running, frames: Sequence[dict[str, np.ndarray]]) -> None:
         if run.video and self.video is not None:
-            self.video.frame(run.episode.episode_id, images)
+            for images in frames:
+                self.video.frame(run.episode.episode_id, images)
+
+    def _observe(self, run: _Running, obs: dict[str, Any]) -> None:
+        """Keep ``obs`` for the next ``act``, without what the policy did not ask for."""
         state = obs.get("state", {})
-        for key in sorted(state):
-            run.digest.update(np.ascontiguousarray(state[key]).tobytes())
         wanted = self.plan.spec.state_keys
         if len(state) != len(wanted):
             obs = {**obs, "state": {k: state[k] for k in wanted if k in state}}
-        if run.strip_images and images:
+        if run.strip_images and obs.get("images"):
             obs = {**obs, "images": {}}
         run.obs = obs
 

@@ -6,7 +6,8 @@ calling process (the driver) and serves every actor that needs an action at the 
 with one batched ``policy.act``; only the environments move. Each actor holds one
 :class:`~vitabench.runner.worker.EnvHost` (the code path of a local worker process: built
 lazily, rebuilt when the task or cameras change, dropped after an exception) and answers the
-same ``("reset", EnvConfig, seed, init_state_id)`` / ``("step", action)`` commands. The
+same ``reset`` / ``step`` / ``chunk`` commands (lazy rendering included: a chunk is one actor
+call, run in the actor at physics speed). The
 manifest decides which init state and seed each episode has, so a deterministic policy gives
 the same per-episode outcomes (success, steps, ``state_digest``) as with local workers.
 
@@ -189,17 +190,27 @@ class RayExecutor:
 
     ``address``: ``None`` starts a Ray instance on this machine for the run; ``"auto"`` joins the
     cluster started on this machine with ``ray start``; ``HOST:PORT`` or ``ray://HOST:PORT``
-    joins that cluster. ``worker_cpus``/``worker_gpus`` are the resources each actor reserves.
+    joins that cluster. ``worker_cpus``/``worker_gpus`` are the resources each actor reserves;
+    ``lazy_rendering`` as for :class:`~vitabench.runner.executor.LocalExecutor`.
     Use as a context manager, or call :meth:`connect` first and :meth:`shutdown` at the end.
     """
 
-    def __init__(self, workers: int = 1, address: str | None = None, *, worker_cpus: float = 1.0, worker_gpus: float = 0.0) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        address: str | None = None,
+        *,
+        worker_cpus: float = 1.0,
+        worker_gpus: float = 0.0,
+        lazy_rendering: bool = True,
+    ) -> None:
         if workers < 1:
             raise VitabenchError(f"--workers {workers}: must be >= 1")
         if worker_cpus < 0 or worker_gpus < 0:
             raise VitabenchError(f"--ray-worker-cpus {worker_cpus} / worker_gpus {worker_gpus}: must be >= 0")
         self.workers, self.address = workers, address
         self.worker_cpus, self.worker_gpus = worker_cpus, worker_gpus
+        self.lazy_rendering = lazy_rendering
         self._owns_ray = False
 
     def __enter__(self) -> RayExecutor:
@@ -253,7 +264,7 @@ class RayExecutor:
         self.connect()
         options = self.actor_options()
         slots = [RayWorker(slot, options) for slot in range(min(self.workers, len(episodes)))]
-        LockstepLoop(plan, policy, sink, video, slots).run(deque(episodes))
+        LockstepLoop(plan, policy, sink, video, slots, lazy_rendering=self.lazy_rendering).run(deque(episodes))
 
 
 def _probe(address: str) -> None:

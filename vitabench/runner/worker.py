@@ -3,10 +3,26 @@ the environment it must run changes (another task, other cameras).
 
 The main process talks to a worker over a pipe with plain tuples:
 
-    ("reset", EnvConfig, seed, init_state_id) -> ("reset", obs, info, build_s)
-    ("step", action[7])                        -> ("step", obs, reward, terminated, truncated, info)
-    ("close",)                                 -> the worker exits
-    any command that raises                    -> ("error", "ExcType: message")
+    ("reset", EnvConfig, seed, init_state_id)     -> ("reset", obs, info, build_s, digest)
+    ("step", action[7])                            -> ("step", obs, reward, terminated, truncated, info, digest)
+    ("chunk", actions[k, 7], observe, cameras)     -> ("chunk", obs, steps, terminated, truncated, info, frames, digest)
+    ("close",)                                     -> the worker exits
+    any command that raises                        -> ("error", "ExcType: message")
+
+``step`` is one Gymnasium step with its full observation. ``chunk`` runs up to ``k`` actions
+back to back (an action chunk the policy will not look inside) and stops early when the episode
+ends; it replies once, with the observation after the last action when ``observe`` is true and
+the episode goes on (``None`` otherwise), the steps taken, the flags and ``info`` of the last
+step (``extra.*`` keys of earlier steps kept), and in ``frames`` the images of ``cameras`` (a
+video's; ``()`` for none) after every step taken. ``digest`` fingerprints every state of the
+episode so far, observed or not (see :class:`EnvHost`).
+
+Steps whose observation nobody looks at are run with the environment's optional
+``step_unobserved(action, cameras) -> (seen, reward, terminated, truncated, info)``: the
+physics, reward, flags and info of ``step``, but ``seen`` holds only ``state`` and, under
+``images``, the frames of ``cameras``, so the environment renders nothing else
+(:class:`~vitabench.envs.libero_env.LiberoEnv` has it). An environment without it still works:
+its full ``step`` is used and the rest of the observation dropped.
 
 A worker whose environment raised drops that environment (its state is unknown) and builds a
 new one on the next reset. Workers ignore SIGINT: the main process decides how a run stops.
@@ -14,6 +30,7 @@ new one on the next reset. Workers ignore SIGINT: the main process decides how a
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -66,16 +83,25 @@ def _plain_info(info: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items() if isinstance(v, _INFO_TYPES)}
 
 
+def _new_digest() -> Any:
+    return hashlib.blake2b(digest_size=8)
+
+
 class EnvHost:
     """Answers worker commands with one environment, built lazily and rebuilt only when the
     wanted :class:`EnvConfig` changes; an environment that raised is dropped (its state is
-    unknown). Shared by the local worker process and the Ray actor."""
+    unknown). Shared by the local worker process and the Ray actor.
+
+    The ``digest`` of every reply hashes the ``state`` of each observation of the episode (after
+    the reset and after every step, observed or not; keys in sorted order, their raw bytes), so
+    equal digests mean identical trajectories whichever steps the runner looked at."""
 
     def __init__(self) -> None:
         if sys.platform.startswith("linux"):
             os.environ.setdefault("MUJOCO_GL", "egl")
         self.env: Any = None
         self.config: EnvConfig | None = None
+        self._digest = _new_digest()
 
     def handle(self, message: tuple) -> tuple:
         """The reply to a ``reset`` or ``step`` command; ``("error", ...)`` when it raised."""
@@ -90,10 +116,14 @@ class EnvHost:
                     self.env, self.config = wanted.build(), wanted
                     build_s = time.perf_counter() - start
                 obs, info = self.env.reset(seed=seed, options={"init_state": init_state_id})
-                return ("reset", obs, _plain_info(info), build_s)
+                self._digest = _new_digest()
+                return ("reset", obs, _plain_info(info), build_s, self._fingerprint(obs))
             if kind == "step":
                 obs, reward, terminated, truncated, info = self.env.step(message[1])
-                return ("step", obs, float(reward), bool(terminated), bool(truncated), _plain_info(info))
+                digest = self._fingerprint(obs)
+                return ("step", obs, float(reward), bool(terminated), bool(truncated), _plain_info(info), digest)
+            if kind == "chunk":
+                return self._chunk(*message[1:])
             raise ValueError(f"unknown worker command {kind!r}")
         except Exception as exc:  # noqa: BLE001 - every env failure becomes an episode error
             try:
@@ -101,6 +131,41 @@ class EnvHost:
             except Exception:  # noqa: BLE001 - the env is being dropped anyway
                 pass
             return ("error", f"{type(exc).__name__}: {exc}")
+
+    def _chunk(self, actions: np.ndarray, observe: bool, cameras: tuple[str, ...]) -> tuple:
+        """Run ``actions`` until the episode ends; observe only after the last one (see the module doc)."""
+        frames: list[dict[str, np.ndarray]] = []
+        info: dict[str, Any] = {}
+        obs = None
+        for taken, action in enumerate(actions, start=1):
+            if observe and taken == len(actions):
+                seen, _, terminated, truncated, step_info = self.env.step(action)
+                obs = seen
+            else:
+                seen, _, terminated, truncated, step_info = self._step_unobserved(action, cameras)
+            digest = self._fingerprint(seen)
+            info.update(_plain_info(step_info))
+            if cameras:
+                frames.append({camera: seen["images"][camera] for camera in cameras})
+            if terminated or truncated:
+                obs = None
+                break
+        return ("chunk", obs, taken, bool(terminated), bool(truncated), info, frames, digest)
+
+    def _step_unobserved(self, action: np.ndarray, cameras: tuple[str, ...]) -> tuple:
+        step_unobserved = getattr(self.env, "step_unobserved", None)
+        if step_unobserved is not None:
+            return step_unobserved(action, cameras)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        images = obs.get("images", {})
+        return {"state": obs.get("state", {}), "images": {c: images[c] for c in cameras}}, reward, terminated, truncated, info
+
+    def _fingerprint(self, obs: dict[str, Any]) -> str:
+        """Add ``obs``'s state to the episode's digest; the digest so far."""
+        state = obs.get("state", {})
+        for key in sorted(state):
+            self._digest.update(np.ascontiguousarray(state[key]).tobytes())
+        return self._digest.hexdigest()
 
     def close(self) -> None:
         env, self.env, self.config = self.env, None, None
