@@ -8,10 +8,14 @@
 * any other openpi-style server (π0, π0.5, OpenVLA-OFT, ...): each observation is mapped to openpi's
   LIBERO keys, ``observation/image`` (agentview) and ``observation/wrist_image`` (wrist camera),
   both resized with padding to ``resize`` px (224, 0 = as rendered) exactly as openpi's LIBERO
-  example does, ``observation/state`` (``ee_pos``, ``ee_axis_angle``, ``gripper_qpos``: 8 values)
-  and ``prompt`` (the instruction); images go as the protocol renders them (the ``standard``
-  protocol's 180° rotation is openpi's). Its ``reset`` sends nothing (openpi has no reset);
-  a batch is one request per slot, in order; the first 7 dims of each returned chunk are used.
+  example does, ``observation/state`` (``ee_pos``, ``ee_axis_angle``, ``gripper_qpos``: 8 float64
+  values, as openpi's client sends) and ``prompt`` (the instruction); images go as the protocol
+  renders them (the ``standard`` protocol's 180° rotation is openpi's). Its ``reset`` sends
+  nothing (openpi has no reset); a batch is one request per slot, in order; the first 7 dims of
+  each returned chunk are used.
+
+Every action of a returned chunk is executed unless ``replan_steps=K`` (openpi's LIBERO loop: 5)
+keeps only the first ``K``, as openpi's loop does; a shorter chunk is then an error.
 
 Failures raise :class:`VitabenchError` naming the server and the cause: unreachable (bounded by
 ``connect_timeout``), no reply within ``timeout`` seconds, the connection closed, or an error frame.
@@ -20,6 +24,7 @@ After a failure the next ``reset`` reconnects, so a restarted server serves the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -27,10 +32,16 @@ import numpy as np
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, check_actions
 from vitabench.api.suite import Task
-from vitabench.serving import ACT_KEY, RESET_KEY, openpi_state, spec_from_dict, task_to_dict
+from vitabench.serving import (
+    ACT_KEY,
+    OPENPI_CAMERAS,
+    OPENPI_STATE_KEYS,
+    RESET_KEY,
+    openpi_state,
+    spec_from_dict,
+    task_to_dict,
+)
 from vitabench.wrappers import batch_slots
-
-OPENPI_STATE_KEYS: tuple[str, ...] = ("ee_pos", "ee_axis_angle", "gripper_qpos")
 
 
 def _one_line(text: str) -> str:
@@ -92,9 +103,13 @@ class RemotePolicy(BasePolicy):
         resize: int = 224,
         chunk: int = 1,
         api_key: str | None = None,
+        replan_steps: int | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise VitabenchError(f"remote url={url!r}: accepted: ws://HOST:PORT or wss://HOST:PORT")
+        if replan_steps is not None and (isinstance(replan_steps, bool) or not isinstance(replan_steps, int) or replan_steps < 1):
+            raise VitabenchError(f"remote replan_steps={replan_steps!r}: accepted: a positive integer (actions run per chunk)")
+        self.replan_steps = replan_steps
         self.url = url
         self.connect_timeout = float(connect_timeout)
         self.timeout = float(timeout)
@@ -106,9 +121,9 @@ class RemotePolicy(BasePolicy):
         if self.is_vitabench:
             self.spec = spec_from_dict(self.metadata["spec"])
         else:
-            self.spec = PolicySpec(
-                cameras=("agentview", "robot0_eye_in_hand"), state_keys=OPENPI_STATE_KEYS, chunk=int(chunk)
-            )
+            self.spec = PolicySpec(cameras=tuple(OPENPI_CAMERAS.values()), state_keys=OPENPI_STATE_KEYS, chunk=int(chunk))
+        if replan_steps is not None:
+            self.spec = dataclasses.replace(self.spec, chunk=replan_steps)
 
     def _connect(self) -> dict[str, Any]:
         try:
@@ -159,9 +174,17 @@ class RemotePolicy(BasePolicy):
         if not self.is_vitabench:
             actions = actions.reshape(-1, actions.shape[-1])[None, :, :ACTION_DIM]
         try:
-            return check_actions(actions, batch)
+            actions = check_actions(actions, batch)
         except ValueError as exc:
             raise VitabenchError(f"policy server {self.url}: {exc}") from exc
+        if self.replan_steps is None:
+            return actions
+        if actions.shape[1] < self.replan_steps:
+            raise VitabenchError(
+                f"policy server {self.url} returned a chunk of {actions.shape[1]} actions; "
+                f"replan_steps={self.replan_steps} needs at least {self.replan_steps}"
+            )
+        return actions[:, : self.replan_steps]
 
     def _to_openpi(self, observation: Observation) -> dict[str, Any]:
         from openpi_client import image_tools
@@ -171,7 +194,7 @@ class RemotePolicy(BasePolicy):
             "observation/state": openpi_state(observation["state"], OPENPI_STATE_KEYS),
             "prompt": str(observation.get("instruction", "")),
         }
-        for key, camera in (("observation/image", "agentview"), ("observation/wrist_image", "robot0_eye_in_hand")):
+        for key, camera in OPENPI_CAMERAS.items():
             image = np.ascontiguousarray(images[camera])
             if self.resize > 0:
                 image = image_tools.convert_to_uint8(image_tools.resize_with_pad(image, self.resize, self.resize))

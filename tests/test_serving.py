@@ -196,6 +196,16 @@ def test_malformed_and_oversized_messages_get_error_frames(echo_server):
         assert ws.recv(timeout=5) == "error: malformed message: a msgpack list; accepted: a map"
         ws.send(packer.pack({"vitabench/act": {"observations": [{"images": {}}]}}))
         assert "lacks image(s) agentview, robot0_eye_in_hand" in ws.recv(timeout=5)
+        four_channels = observation()
+        four_channels["images"]["agentview"] = np.zeros((16, 16, 4), np.uint8)
+        ws.send(packer.pack(four_channels))
+        assert ws.recv(timeout=5) == (
+            "error: image 'agentview' is a uint8 array of shape (16, 16, 4); accepted: a uint8 array [H, W, 3]"
+        )
+        short_state = observation()
+        short_state["state"]["ee_pos"] = short_state["state"]["ee_pos"][:2]
+        ws.send(packer.pack(short_state))
+        assert ws.recv(timeout=5) == "error: state 'ee_pos' has 2 values; accepted: 3"
         ws.send(packer.pack({"blob": np.zeros(30000, np.uint8)}))
         reply = ws.recv(timeout=5)
         assert isinstance(reply, str) and "exceeds the server limit of 20000 bytes" in reply
@@ -263,6 +273,15 @@ def test_remote_against_an_openpi_style_server_maps_libero_keys():
         native = make_policy("remote", url=url, resize=0, chunk=10)
         assert native.spec.chunk == 10
         assert native.act([observation()])[0, 0, 0] == 16
+        # openpi's loop runs the first replan_steps actions of each chunk; so does remote when asked
+        replanning = make_policy("remote", url=url, replan_steps=5)
+        assert replanning.spec.chunk == 5
+        np.testing.assert_allclose(replanning.act([observation()])[0, :, 6], [0, 1, 2, 3, 4])
+        too_long = make_policy("remote", url=url, replan_steps=11)
+        with pytest.raises(VitabenchError, match="returned a chunk of 10 actions; replan_steps=11 needs at least 11"):
+            too_long.act([observation()])
+        with pytest.raises(VitabenchError, match="replan_steps=0: accepted: a positive integer"):
+            make_policy("remote", url=url, replan_steps=0)
     finally:
         stop(proc)
 
