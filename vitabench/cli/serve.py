@@ -21,9 +21,16 @@ def serve(
     max_message_bytes: int = typer.Option(
         DEFAULT_MAX_MESSAGE_BYTES, "--max-message-bytes", help="Larger requests get an error frame."
     ),
+    protocol: Optional[str] = typer.Option(
+        None, "--protocol", help="Protocol openpi-style observations are converted to [default: the checkpoint's, else standard]."
+    ),
+    client_orientation: str = typer.Option(
+        "rot180", "--client-orientation", help="Orientation of the images openpi-style clients send: rot180 (openpi's LIBERO client) | raw."
+    ),
 ) -> None:
     """Serve POLICY to openpi-style clients: metadata on connect, msgpack-numpy requests,
     ``{"actions": chunk}`` replies; vitabench clients also send reset and batched act messages."""
+    from vitabench.api.protocol import load_protocol
     from vitabench.cli.policy_options import parse_policy_args
     from vitabench.registry import POLICIES, make_policy
     from vitabench.serving import PolicyServer
@@ -37,5 +44,7 @@ def serve(
         host=host,
         port=port,
         max_message_bytes=max_message_bytes,
+        protocol=None if protocol is None else load_protocol(protocol),
+        client_orientation=client_orientation,
     )
     server.serve_forever(on_ready=lambda url: typer.echo(f"serving {policy} on {url}", err=False))
