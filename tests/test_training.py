@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from vitabench.api.errors import VitabenchError
-from vitabench.training.data import Demo, DemoWriter, axis_angle_to_quat_xyzw, iter_demos, load_demo_actions, read_info
+from vitabench.geometry import axis_angle_to_quat
+from vitabench.training.data import Demo, DemoWriter, iter_demos, load_demo_actions, read_info
 from vitabench.training.loop import TrainSettings, Windows, schedule
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -77,20 +78,26 @@ def test_reads_official_libero_layout(tmp_path: Path) -> None:
     assert demo.instruction == INSTRUCTION and demo.model_state().shape == (5, 8)
 
 
-def test_model_state_matches_the_policy_runtime() -> None:
-    """Training reads the orientation as stored (axis-angle); the policy from the env's quaternion."""
+@pytest.mark.parametrize("rotation, size", [("euler", 8), ("rot6d", 11)])
+def test_model_state_matches_the_policy_runtime(rotation: str, size: int) -> None:
+    """Training reads the orientation as stored (axis-angle); the policy from the env's quaternion,
+    also when the gripper points down (w and the Euler roll flip there)."""
     from vitabench.envs.libero_env import quat_xyzw_to_axis_angle
     from vitabench.policies.models.runtime import frame_from_observation
 
     demo = make_demo(3, 7)
-    quat = axis_angle_to_quat_xyzw(demo.ee_ori[1])
-    np.testing.assert_allclose(quat_xyzw_to_axis_angle(quat), demo.ee_ori[1], atol=1e-5)
-    observation = {
-        "images": {camera: demo.images[camera][1] for camera in CAMERAS},
-        "state": {"ee_pos": demo.ee_pos[1], "ee_quat": quat.astype(np.float32), "gripper_qpos": demo.gripper_states[1]},
-        "instruction": INSTRUCTION,
-    }
-    np.testing.assert_allclose(demo.model_state()[1], frame_from_observation(observation, CAMERAS).state, atol=1e-5)
+    demo.ee_ori[2] = [np.pi * 1.02, 0.05, -0.03]  # gripper down, w < 0
+    assert demo.model_state(rotation).shape == (3, size)
+    for step in (1, 2):
+        quat = axis_angle_to_quat(demo.ee_ori[step])
+        np.testing.assert_allclose(quat_xyzw_to_axis_angle(quat), demo.ee_ori[step], atol=1e-5)
+        observation = {
+            "images": {camera: demo.images[camera][step] for camera in CAMERAS},
+            "state": {"ee_pos": demo.ee_pos[step], "ee_quat": quat.astype(np.float32), "gripper_qpos": demo.gripper_states[step]},
+            "instruction": INSTRUCTION,
+        }
+        runtime = frame_from_observation(observation, CAMERAS, rotation).state
+        np.testing.assert_allclose(demo.model_state(rotation)[step], runtime, atol=1e-5)
 
 
 def test_windows_pad_and_mask(tmp_path: Path) -> None:
@@ -101,11 +108,64 @@ def test_windows_pad_and_mask(tmp_path: Path) -> None:
     batch, targets, mask = windows.batch(rows, np.random.default_rng(0))
     assert batch.frame_mask.tolist() == [[True, False, False, False], [True] * 4, [True, True, False, False]]
     demo = make_demo(9, 0)
-    np.testing.assert_array_equal(batch.images["agentview"][1, 3].numpy(), demo.images["agentview"][8])
+    # each distinct frame is held once; the windows' real frames index them in row-major order
+    assert batch.images["agentview"].shape[0] == 1 + 4 + 2
+    frames = batch.images["agentview"][batch.frame_index].numpy()
+    np.testing.assert_array_equal(frames[1 + 3], demo.images["agentview"][8])
+    np.testing.assert_array_equal(frames[0], demo.images["agentview"][0])
     np.testing.assert_allclose(targets[1, 0].numpy(), demo.actions[5:8])
     assert mask[1, 3].tolist() == [True, False, False]  # the last step has one action left
     assert mask[1, 2].tolist() == [True, True, False]
     assert not mask[0, 1:].any()
+
+
+def test_segments_share_frames_and_shift_them_alike(tmp_path: Path) -> None:
+    """Consecutive windows of one demo encode each frame once; the random shift moves a demo's
+    frames alike, so a frame shared by two windows is the same image in both."""
+    path = write_file(tmp_path / "demos.hdf5", lengths=(9, 6))
+    windows = Windows([path], CAMERAS, history=4, chunk=3)
+    rows = windows.sample(np.random.default_rng(1), batch_size=8, windows_per_segment=4)
+    assert len(rows) <= 8
+    for segment in range(0, len(rows), 4):
+        ends = windows.index[rows[segment : segment + 4]]
+        assert len(set(ends[:, 0])) == 1 and (np.diff(ends[:, 1]) == -1).all()
+    batch, _, _ = windows.batch(rows, np.random.default_rng(2), shift=4)
+    lengths = batch.frame_mask.sum(dim=1).numpy()
+    assert batch.images["agentview"].shape[0] < lengths.sum()
+    frames = batch.images["agentview"][batch.frame_index].numpy()  # every window's real frames, row-major
+    newest = np.cumsum(lengths) - 1
+    demos = {d: make_demo(length, d).images["agentview"] for d, length in enumerate((9, 6))}
+    unshifted = [np.array_equal(frames[newest[row]], demos[d][t]) for row, (d, t) in enumerate(windows.index[rows])]
+    assert not all(unshifted)
+    # the frame two windows share is one image: window r+1 ends one step before window r
+    np.testing.assert_array_equal(frames[newest[1]], frames[newest[0] - 1])
+
+
+def test_statistics_and_normalized_targets() -> None:
+    """The data's statistics; a normalised decoder is trained and decoded in units of the arm scale."""
+    import torch
+
+    from vitabench.policies.models.common import ActionOutput, action_loss
+
+    scale = torch.tensor([0.5, 0.25, 1.0, 0.1, 0.1, 0.1])
+    arm = torch.tensor([[0.5, -0.5, 0.2, 0.0, 0.1, -0.1]])
+    output = ActionOutput(arm=arm, gripper_logit=torch.tensor([[3.0]]), arm_scale=scale)
+    np.testing.assert_allclose(output.actions()[0, :6].numpy(), (arm * scale)[0].numpy(), rtol=1e-6)
+    target = torch.cat([arm * scale, torch.tensor([[1.0]])], dim=-1)
+    assert action_loss(output, target).item() < 0.01 * 0.05  # only the (small) gripper BCE is left
+    clipped = output.arm_target(torch.tensor([[5.0, 0, 0, 0, 0, 0, -1.0]]))
+    assert clipped[0, 0].item() == 1.0
+
+
+def test_window_statistics(tmp_path: Path) -> None:
+    path = write_file(tmp_path / "demos.hdf5", lengths=(9, 6))
+    windows = Windows([path], CAMERAS, history=2, chunk=3, state_rotation="rot6d")
+    mean, std, scale = windows.statistics()
+    states = np.concatenate([make_demo(n, d).model_state("rot6d") for d, n in enumerate((9, 6))])
+    np.testing.assert_allclose(mean, states.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, np.maximum(states.std(0), 1e-3), rtol=1e-5)
+    actions = np.concatenate([make_demo(n, d).actions for d, n in enumerate((9, 6))])[:, :6]
+    np.testing.assert_allclose(scale, np.maximum(np.percentile(np.abs(actions), 99, axis=0), 0.05), rtol=1e-5)
 
 
 def test_mismatched_data_is_refused(tmp_path: Path) -> None:
@@ -199,7 +259,7 @@ def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     data = write_file(tmp_path / "demos.hdf5", resolution=64, lengths=(5, 4))
     one_step = TrainSettings(steps=2, batch_size=2, lr=1e-3, device="cpu")
-    train_teacher([data], tmp_path / "teacher", settings=one_step, history=2, quiet=True)
+    train_teacher([data], tmp_path / "teacher", settings=one_step, overrides={"history": 2}, quiet=True)
     teacher, _ = load_teacher(tmp_path / "teacher")
 
     only_ft = build_student(teacher, "tiny", StudentOptions(), seed=0)

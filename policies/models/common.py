@@ -9,17 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from vitabench.api.errors import VitabenchError
 
-#: Arm state: end-effector xyz + Euler angles (xyz); gripper state: the two finger positions.
-ARM_STATE_DIM = 6
+#: Arm state: end-effector xyz + its orientation; gripper state: the two finger positions.
 GRIPPER_STATE_DIM = 2
-STATE_DIM = ARM_STATE_DIM + GRIPPER_STATE_DIM
 ARM_ACTION_DIM = 6
+#: How a model reads the end-effector orientation, and how many values it takes: ``euler``
+#: (VITA-VLA's xyz Euler angles; roll jumps between ±π when the gripper points down) or
+#: ``rot6d`` (two columns of the rotation matrix: continuous).
+STATE_ROTATIONS: dict[str, int] = {"euler": 3, "rot6d": 6}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,60 +30,99 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def check_state_rotation(rotation: str) -> int:
+    """The number of orientation values of ``rotation``; an unknown name raises naming the accepted ones."""
+    if rotation not in STATE_ROTATIONS:
+        raise VitabenchError(f"state_rotation={rotation!r}; accepted: {', '.join(STATE_ROTATIONS)}")
+    return STATE_ROTATIONS[rotation]
+
+
+def state_dim(rotation: str) -> int:
+    """Length of the model state vector: xyz, orientation, two fingers."""
+    return 3 + check_state_rotation(rotation) + GRIPPER_STATE_DIM
+
+
+def model_state(ee_pos: np.ndarray, ee_quat: np.ndarray, gripper_qpos: np.ndarray, rotation: str) -> np.ndarray:
+    """The state vector ``[..., state_dim]`` a model reads: eef xyz, orientation as ``rotation``
+    asks (from an ``xyzw`` quaternion), the two finger positions."""
+    from vitabench.geometry import quat_to_euler_xyz, quat_to_rot6d
+
+    check_state_rotation(rotation)
+    orientation = quat_to_euler_xyz(ee_quat) if rotation == "euler" else quat_to_rot6d(ee_quat)
+    parts = [np.asarray(ee_pos, dtype=np.float64), orientation, np.asarray(gripper_qpos, dtype=np.float64)]
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
 class StateEncoder(nn.Module):
-    """One token per frame: Linear(6→H) on the arm, Linear(2→H) on the gripper, concat, Linear(2H→H).
+    """One token per frame: Linear(arm→H) on xyz + orientation, Linear(2→H) on the gripper, concat,
+    Linear(2H→H). No nonlinearity, as in VITA-VLA (whose arm input is xyz + Euler: 6 values)."""
 
-    No nonlinearity, as in VITA-VLA.
-    """
-
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, rotation: str = "euler") -> None:
         super().__init__()
-        self.arm = nn.Linear(ARM_STATE_DIM, hidden)
+        self.arm_dim = 3 + check_state_rotation(rotation)
+        self.arm = nn.Linear(self.arm_dim, hidden)
         self.gripper = nn.Linear(GRIPPER_STATE_DIM, hidden)
         self.project = nn.Linear(2 * hidden, hidden)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        """``state [..., 8]`` (arm 6 then gripper 2) → ``[..., H]``."""
-        arm, gripper = state.split([ARM_STATE_DIM, GRIPPER_STATE_DIM], dim=-1)
+        """``state [..., arm + 2]`` (arm, then the two fingers) → ``[..., H]``."""
+        arm, gripper = state.split([self.arm_dim, GRIPPER_STATE_DIM], dim=-1)
         return self.project(torch.cat([self.arm(arm), self.gripper(gripper)], dim=-1))
 
 
 @dataclass
 class ActionOutput:
-    """Decoded actions for every frame and chunk step: ``arm [..., 6]`` in [-1, 1], ``gripper_logit [..., 1]``."""
+    """Decoded actions for every frame and chunk step: ``arm [..., 6]`` in [-1, 1] (in units of
+    ``arm_scale`` when the decoder is normalised), ``gripper_logit [..., 1]``."""
 
     arm: torch.Tensor
     gripper_logit: torch.Tensor
+    arm_scale: torch.Tensor | None = None
 
     def actions(self) -> torch.Tensor:
-        """7-D actions: arm, then gripper thresholded at probability 0.5 to ±1 (+1 closes)."""
+        """7-D actions: arm (back in action units), then gripper thresholded at probability 0.5 to ±1 (+1 closes)."""
         gripper = torch.where(self.gripper_logit > 0, 1.0, -1.0).to(self.arm.dtype)
-        return torch.cat([self.arm, gripper], dim=-1)
+        arm = self.arm if self.arm_scale is None else self.arm * self.arm_scale.to(self.arm.dtype)
+        return torch.cat([arm, gripper], dim=-1)
+
+    def arm_target(self, target: torch.Tensor) -> torch.Tensor:
+        """Arm actions ``target [..., 7]`` in the units the arm head predicts (clipped to [-1, 1])."""
+        arm = target[..., :ARM_ACTION_DIM]
+        if self.arm_scale is None:
+            return arm
+        return (arm / self.arm_scale.to(arm.dtype)).clamp(-1.0, 1.0)
 
 
 class ActionDecoder(nn.Module):
     """The teacher's action decoder: Linear(D→D/2), ReLU, Linear(D/2→D/2), ReLU; arm head 6 + tanh,
-    gripper head 1 (logit; sigmoid > 0.5 closes)."""
+    gripper head 1 (logit; sigmoid > 0.5 closes). ``normalized`` adds the buffer ``arm_scale``
+    (set from the training data): the arm head then predicts actions divided by it."""
 
-    def __init__(self, latent: int) -> None:
+    def __init__(self, latent: int, normalized: bool = False) -> None:
         super().__init__()
         half = latent // 2
         self.trunk = nn.Sequential(nn.Linear(latent, half), nn.ReLU(), nn.Linear(half, half), nn.ReLU())
         self.arm_head = nn.Linear(half, ARM_ACTION_DIM)
         self.gripper_head = nn.Linear(half, 1)
+        self.arm_scale: torch.Tensor | None
+        if normalized:
+            self.register_buffer("arm_scale", torch.ones(ARM_ACTION_DIM))
+        else:
+            self.arm_scale = None
 
     def forward(self, latent: torch.Tensor) -> ActionOutput:
         features = self.trunk(latent)
-        return ActionOutput(arm=torch.tanh(self.arm_head(features)), gripper_logit=self.gripper_head(features))
+        return ActionOutput(arm=torch.tanh(self.arm_head(features)), gripper_logit=self.gripper_head(features),
+                            arm_scale=self.arm_scale)
 
 
 def action_loss(output: ActionOutput, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """VITA-VLA's stage-2 loss: smooth-L1 on the 6 arm dims ×1.0 + BCE on the gripper ×0.01.
 
     ``target [..., 7]`` holds gripper -1 (open) / +1 (close); ``mask [...]`` selects the entries
-    that count (all when None).
+    that count (all when None). A normalised decoder is compared in its own units.
     """
-    arm_loss = F.smooth_l1_loss(output.arm, target[..., :ARM_ACTION_DIM], reduction="none").mean(-1)
+    arm_loss = F.smooth_l1_loss(output.arm, output.arm_target(target), reduction="none").mean(-1)
     closed = (target[..., ARM_ACTION_DIM:] > 0).to(output.gripper_logit.dtype)
     gripper_loss = F.binary_cross_entropy_with_logits(output.gripper_logit, closed, reduction="none").mean(-1)
     loss = arm_loss + 0.01 * gripper_loss
@@ -182,6 +224,9 @@ class FrameBatch:
     first (oldest → newest) and are followed by padding; ``instructions``: one string per row.
     ``image_tokens``, when given, replaces ``images``: the model's ``encode_images`` output for
     the real frames in row-major order ``[N, tokens, hidden]`` (a policy caches it per frame).
+    ``frame_index``, when given, says ``images`` holds distinct frames ``[U, H, W, 3]`` and the
+    real frame ``n`` (row-major) shows distinct frame ``frame_index[n]``: overlapping training
+    windows then encode each frame once.
     """
 
     images: dict[str, torch.Tensor]
@@ -189,11 +234,14 @@ class FrameBatch:
     frame_mask: torch.Tensor
     instructions: list[str]
     image_tokens: torch.Tensor | None = None
+    frame_index: torch.Tensor | None = None
 
     def real_image_tokens(self, model: Any) -> torch.Tensor:
         """``[N, tokens, hidden]`` for the real frames: the given tokens, else encoded now."""
         if self.image_tokens is not None:
             return self.image_tokens
+        if self.frame_index is not None:
+            return model.encode_images(self.images)[self.frame_index]
         return model.encode_images({camera: frames[self.frame_mask] for camera, frames in self.images.items()})
 
     @property

@@ -15,17 +15,9 @@ from vitabench.api.suite import Task
 
 logger = logging.getLogger("vitabench.policies")
 
-#: What both models read: eef position, eef orientation (as a quaternion, turned into Euler angles), fingers.
+#: What both models read: eef position, eef orientation (a quaternion, turned into the model's
+#: ``state_rotation``), fingers.
 MODEL_STATE_KEYS = ("ee_pos", "ee_quat", "gripper_qpos")
-
-
-def quat_xyzw_to_euler_xyz(quat: np.ndarray) -> np.ndarray:
-    """Roll, pitch, yaw (extrinsic x-y-z, scipy's ``as_euler("xyz")``) of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = (float(v) for v in quat)
-    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
-    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return np.array([roll, pitch, yaw], dtype=np.float32)
 
 
 @dataclass
@@ -33,13 +25,16 @@ class Frame:
     """One observation as the models read it; ``tokens`` caches its encoded images once computed."""
 
     images: dict[str, np.ndarray]
-    state: np.ndarray  # [8]
+    state: np.ndarray  # [state_dim]
     instruction: str
     tokens: Any = None
 
 
-def frame_from_observation(observation: Observation, cameras: tuple[str, ...]) -> Frame:
-    """Pick the declared cameras and build the 8-D state; a missing camera or key is named."""
+def frame_from_observation(observation: Observation, cameras: tuple[str, ...], rotation: str = "euler") -> Frame:
+    """Pick the declared cameras and build the model state (orientation as ``rotation``); a
+    missing camera or key is named."""
+    from vitabench.policies.models.common import model_state
+
     images = observation.get("images", {})
     missing = [camera for camera in cameras if camera not in images]
     if missing:
@@ -50,12 +45,9 @@ def frame_from_observation(observation: Observation, cameras: tuple[str, ...]) -
     absent = [key for key in MODEL_STATE_KEYS if key not in state]
     if absent:
         raise VitabenchError(f"observation lacks state key(s) {', '.join(absent)}; it has: {', '.join(state) or 'none'}")
-    vector = np.concatenate(
-        [
-            np.asarray(state["ee_pos"], dtype=np.float32).reshape(3),
-            quat_xyzw_to_euler_xyz(np.asarray(state["ee_quat"]).reshape(4)),
-            np.asarray(state["gripper_qpos"], dtype=np.float32).reshape(2),
-        ]
+    vector = model_state(
+        np.asarray(state["ee_pos"]).reshape(3), np.asarray(state["ee_quat"]).reshape(4),
+        np.asarray(state["gripper_qpos"]).reshape(2), rotation,
     )
     return Frame({camera: np.asarray(images[camera], dtype=np.uint8) for camera in cameras}, vector, str(observation.get("instruction", "")))
 
@@ -88,6 +80,7 @@ class ModelPolicy(BasePolicy):
         )
         self.checkpoint_hash = checkpoint_hash
         self.trained_protocol = trained_protocol
+        self.state_rotation: str = getattr(config, "state_rotation", "euler")
         self._frames: dict[int, deque[Frame]] = {}
 
     def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
@@ -102,7 +95,7 @@ class ModelPolicy(BasePolicy):
         histories = []
         for slot, observation in zip(slot_ids, observations):
             frames = self._frames.setdefault(slot, deque(maxlen=self.spec.history))
-            frames.append(frame_from_observation(observation, self.spec.cameras))
+            frames.append(frame_from_observation(observation, self.spec.cameras, self.state_rotation))
             histories.append(list(frames))
         return histories
 
@@ -188,6 +181,7 @@ def with_ensembling(policy: ModelPolicy, ensemble: Any) -> Any:
 
     wrapped = TemporalEnsemble(policy, m=m)
     wrapped.checkpoint_hash = policy.checkpoint_hash
+    wrapped.trained_protocol = policy.trained_protocol
     return wrapped
 
 
@@ -206,20 +200,21 @@ def make_model_policy(
     resolution: Any,
     protocol: str | None,
 ) -> ModelPolicy:
-    """The shared factory: load ``checkpoint`` (checking ``overrides``, ``cameras`` and
-    ``protocol`` against what it was trained with) or build an untrained ``preset``."""
+    """The shared factory: load ``checkpoint`` (a directory or a shipped checkpoint's name;
+    ``overrides``, ``cameras`` and ``protocol`` are checked against what it was trained with) or
+    build an untrained ``preset``."""
     import dataclasses
 
     import torch
 
     from vitabench.api.protocol import load_protocol
-    from vitabench.policies.models.checkpoint import CheckpointError, load_model, read_checkpoint
+    from vitabench.policies.models.checkpoint import CheckpointError, load_model, resolve_checkpoint, shipped_checkpoints
 
     resolution = None if resolution is None else parse_int(resolution, "resolution")
     if checkpoint is not None and preset is not None:
         raise VitabenchError(f"{kind}: give checkpoint=DIR or preset=NAME, not both")
     if checkpoint is not None:
-        saved = read_checkpoint(checkpoint, kind)
+        saved = resolve_checkpoint(checkpoint, kind)
         saved.check(
             cameras=overrides.get("cameras"),
             protocol=None if protocol is None else load_protocol(protocol),
@@ -236,7 +231,11 @@ def make_model_policy(
             trained_protocol=saved.protocol,
         )
     if preset is None:
-        raise VitabenchError(f"{kind} needs checkpoint=DIR or preset=NAME; presets: {', '.join(presets)}")
+        shipped = ", ".join(shipped_checkpoints(kind)) or "none"
+        raise VitabenchError(
+            f"{kind} needs checkpoint=NAME|DIR or preset=NAME; shipped checkpoints: {shipped}; "
+            f"untrained presets: {', '.join(presets)}"
+        )
     if preset not in presets:
         raise VitabenchError(f"{kind} preset={preset!r}; accepted: {', '.join(presets)}")
     config = dataclasses.replace(presets[preset], **overrides)

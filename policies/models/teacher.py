@@ -1,6 +1,12 @@
-"""The teacher: a Seer-style action model (ViT + perceiver resampler per camera, CLIP text encoder,
-state encoder, GPT-2-style causal transformer over the frame history, learnable action queries,
-action decoder), predicting a 3-step action chunk per frame."""
+"""The teacher: a Seer-style action model (image encoder + perceiver resampler per camera, CLIP
+text encoder, state encoder, GPT-2-style causal transformer over the frame history, learnable
+action queries, action decoder), predicting a 3-step action chunk per frame.
+
+The image encoder is a ViT (Seer's choice, pretrained in Seer) or, for training from scratch on
+a CPU, a small convolutional stem; the state's orientation is read as Euler angles (VITA-VLA) or
+as a continuous 6-D rotation; states and arm actions may be normalised with statistics of the
+training data, stored in the checkpoint as buffers. Each is a field of :class:`TeacherConfig`,
+so every checkpoint records its recipe and older checkpoints load as they were trained."""
 
 from __future__ import annotations
 
@@ -21,19 +27,27 @@ from vitabench.policies.models.common import (
     FrameBatch,
     ModelOutput,
     StateEncoder,
+    check_state_rotation,
     clip_tokenizer,
     normalize_images,
     quiet_transformers,
     scatter_frames,
+    state_dim,
 )
 
 LIBERO_CAMERAS = ("agentview", "robot0_eye_in_hand")
 CLIP_TEXT_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407, "vocab_size": 49408}
 
 
+IMAGE_ENCODERS = ("vit", "conv")
+
+
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Sizes of the teacher. ``vit`` and ``text`` are transformers ``ViTConfig`` / ``CLIPTextConfig`` fields."""
+    """Sizes and recipe of the teacher. ``vit`` and ``text`` are transformers ``ViTConfig`` /
+    ``CLIPTextConfig`` fields; ``conv`` sizes the convolutional stem (``image_size``,
+    ``channels``) when ``image_encoder="conv"``. ``state_rotation`` is ``euler`` or ``rot6d``;
+    ``normalize`` adds state mean/std and arm-action scale buffers set from the training data."""
 
     cameras: tuple[str, ...] = LIBERO_CAMERAS
     vit: dict[str, Any] = field(default_factory=dict)
@@ -47,12 +61,19 @@ class TeacherConfig:
     history: int = 7
     chunk: int = 3
     max_text_tokens: int = 77
+    image_encoder: str = "vit"
+    conv: dict[str, Any] = field(default_factory=dict)
+    state_rotation: str = "euler"
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
             raise VitabenchError(f"teacher hidden={self.hidden} is not divisible by heads={self.heads}")
         if not self.cameras:
             raise VitabenchError("teacher cameras is empty; accepted: one or more of " + ", ".join(LIBERO_CAMERAS))
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise VitabenchError(f"teacher image_encoder={self.image_encoder!r}; accepted: {', '.join(IMAGE_ENCODERS)}")
+        check_state_rotation(self.state_rotation)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -82,7 +103,55 @@ TEACHER_PRESETS: dict[str, TeacherConfig] = {
         heads=12,
         history=7,
     ),
+    # Trained from scratch on this project's CPU: a conv stem over 128 px images (64 tokens per
+    # camera), continuous orientation, normalised states and actions; about 4.5M parameters.
+    "cpu": TeacherConfig(
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=77, **CLIP_TEXT_IDS),
+        image_encoder="conv",
+        conv=dict(image_size=128, channels=[32, 64, 128]),
+        resampler_queries=4,
+        resampler_layers=1,
+        resampler_heads=4,
+        hidden=128,
+        layers=4,
+        heads=4,
+        history=7,
+        state_rotation="rot6d",
+        normalize=True,
+    ),
 }
+
+
+class ConvImageEncoder(nn.Module):
+    """A small convolutional stem for images learned from scratch: a 4x4 patchify convolution,
+    then per scale a 3x3 convolution and a stride-2 3x3 convolution (GroupNorm + GELU after
+    each), ending at 1/16 of the input size; a learned position embedding per output cell.
+    ``[N, 3, S, S]`` → ``[N, (S/16)², channels[-1]]``."""
+
+    def __init__(self, image_size: int, channels: list[int] | tuple[int, ...]) -> None:
+        super().__init__()
+        if image_size % 16 or len(channels) != 3:
+            raise VitabenchError(f"conv image_size={image_size}, channels={list(channels)}; accepted: a multiple of 16 and 3 channel counts")
+
+        def block(c_in: int, c_out: int, stride: int, kernel: int = 3) -> list[nn.Module]:
+            padding = 0 if stride == kernel else kernel // 2
+            return [nn.Conv2d(c_in, c_out, kernel, stride, padding), nn.GroupNorm(8, c_out), nn.GELU()]
+
+        first, second, third = channels
+        self.layers = nn.Sequential(
+            *block(3, first, 4, kernel=4),
+            *block(first, first, 1),
+            *block(first, second, 2),
+            *block(second, second, 1),
+            *block(second, third, 2),
+        )
+        self.hidden_size = third
+        self.position = nn.Parameter(torch.randn((image_size // 16) ** 2, third) * 0.02)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.layers(pixels)  # [N, C, S/16, S/16]
+        return features.flatten(2).transpose(1, 2) + self.position
 
 
 class ResamplerLayer(nn.Module):
@@ -151,25 +220,47 @@ class TeacherModel(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.vit_config = ViTConfig(**config.vit)
-        self.image_encoder = ViTModel(self.vit_config, add_pooling_layer=False)
+        self.image_encoder: nn.Module
+        if config.image_encoder == "conv":
+            self.image_size = int(config.conv["image_size"])
+            self.image_encoder = ConvImageEncoder(self.image_size, config.conv["channels"])
+            image_dim = self.image_encoder.hidden_size
+        else:
+            vit_config = ViTConfig(**config.vit)
+            self.image_size = vit_config.image_size
+            self.image_encoder = ViTModel(vit_config, add_pooling_layer=False)
+            image_dim = vit_config.hidden_size
         self.text_encoder = text_encoder or CLIPTextModel(CLIPTextConfig(**config.text))
-        vit_dim = self.vit_config.hidden_size
         self.resamplers = nn.ModuleDict(
             {
-                camera: PerceiverResampler(vit_dim, config.resampler_queries, config.resampler_layers, config.resampler_heads)
+                camera: PerceiverResampler(image_dim, config.resampler_queries, config.resampler_layers, config.resampler_heads)
                 for camera in config.cameras
             }
         )
-        self.image_projection = nn.Linear(vit_dim, config.hidden)
+        self.image_projection = nn.Linear(image_dim, config.hidden)
         self.text_projection = nn.Linear(self.text_encoder.config.hidden_size, config.hidden)
-        self.state_encoder = StateEncoder(config.hidden)
+        self.state_encoder = StateEncoder(config.hidden, config.state_rotation)
+        self.state_mean: torch.Tensor | None
+        self.state_std: torch.Tensor | None
+        if config.normalize:
+            self.register_buffer("state_mean", torch.zeros(state_dim(config.state_rotation)))
+            self.register_buffer("state_std", torch.ones(state_dim(config.state_rotation)))
+        else:
+            self.state_mean = self.state_std = None
         self.action_queries = nn.Parameter(torch.randn(config.chunk, config.hidden) * 0.02)
         self.frame_embedding = nn.Embedding(config.history, config.hidden)
         self.token_type_embedding = nn.Embedding(config.tokens_per_frame, config.hidden)
         self.blocks = nn.ModuleList(CausalBlock(config.hidden, config.heads) for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(config.hidden)
-        self.action_decoder = ActionDecoder(config.hidden)
+        self.action_decoder = ActionDecoder(config.hidden, normalized=config.normalize)
+
+    def set_normalization(self, state_mean: torch.Tensor, state_std: torch.Tensor, arm_scale: torch.Tensor) -> None:
+        """Store the training data's statistics (a ``normalize`` config only)."""
+        if not self.config.normalize:
+            raise VitabenchError("this teacher config has normalize=false: it keeps no statistics")
+        self.state_mean.copy_(state_mean)
+        self.state_std.copy_(state_std)
+        self.action_decoder.arm_scale.copy_(arm_scale)
 
     # -- encoders -----------------------------------------------------------------------------
     def encode_text(self, instructions: list[str]) -> torch.Tensor:
@@ -186,8 +277,11 @@ class TeacherModel(nn.Module):
         """uint8 ``[N, H, W, 3]`` per camera → ``[N, cameras × queries, hidden]`` (frame by frame)."""
         tokens = []
         for camera in self.config.cameras:
-            pixels = normalize_images(images[camera], self.vit_config.image_size, IMAGENET_MEAN, IMAGENET_STD)
-            features = self.image_encoder(pixel_values=pixels.to(self.action_queries.dtype)).last_hidden_state
+            pixels = normalize_images(images[camera], self.image_size, IMAGENET_MEAN, IMAGENET_STD).to(self.action_queries.dtype)
+            if self.config.image_encoder == "conv":
+                features = self.image_encoder(pixels)
+            else:
+                features = self.image_encoder(pixel_values=pixels).last_hidden_state
             tokens.append(self.image_projection(self.resamplers[camera](features)))
         return torch.cat(tokens, dim=1)
 
@@ -200,7 +294,10 @@ class TeacherModel(nn.Module):
             raise VitabenchError(f"teacher got {n_frames} frames; its history is {config.history}")
         dtype = self.action_queries.dtype
         text = self.encode_text(batch.instructions)[:, None, None].expand(-1, n_frames, 1, -1)
-        state = self.state_encoder(batch.state.to(dtype))[:, :, None]
+        state = batch.state.to(dtype)
+        if self.state_mean is not None:
+            state = (state - self.state_mean) / self.state_std
+        state = self.state_encoder(state)[:, :, None]
         images = scatter_frames(batch.real_image_tokens(self), mask)
         queries = self.action_queries.expand(n_rows, n_frames, -1, -1)
         tokens = torch.cat([text, state, images, queries], dim=2)  # [B, T, K, hidden]

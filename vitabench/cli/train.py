@@ -11,20 +11,23 @@ app = typer.Typer(no_args_is_help=True, help="Train models on demonstrations.")
 
 
 def settings_from(steps: int, batch_size: int, lr: float, weight_decay: float, warmup: float, seed: int, device: str,
-                  checkpoint_every: int, shift: int) -> object:
+                  checkpoint_every: int, shift: int, windows_per_segment: int = 1) -> object:
     """The loop settings of a command's options."""
     from vitabench.training.loop import TrainSettings
 
     return TrainSettings(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, seed=seed,
-                         device=device, checkpoint_every=checkpoint_every, shift=shift)
+                         device=device, checkpoint_every=checkpoint_every, shift=shift,
+                         windows_per_segment=windows_per_segment)
 
 
 @app.command("teacher")
 def teacher(
     data: list[Path] = typer.Option(..., "--data", help="LIBERO-format HDF5 file; repeatable."),
-    preset: str = typer.Option("tiny", "--preset", help="tiny | paper."),
+    preset: str = typer.Option("tiny", "--preset", help="tiny | paper | cpu."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
     history: Optional[int] = typer.Option(None, "--history", help="Frames of history (default: the preset's)."),
+    state_rotation: Optional[str] = typer.Option(None, "--state-rotation", help="euler | rot6d (default: the preset's)."),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="Normalise states and arm actions with the data's statistics (default: the preset's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="Local CLIP text model directory."),
     steps: int = typer.Option(2000, "--steps", help="Optimiser steps."),
     batch_size: int = typer.Option(16, "--batch-size"),
@@ -35,12 +38,15 @@ def teacher(
     device: str = typer.Option("auto", "--device", help="auto (CUDA in bf16, else CPU in fp32) | cpu | cuda."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between resumable states."),
     shift: int = typer.Option(4, "--shift", help="Random-shift augmentation in pixels (0: none)."),
+    windows_per_segment: int = typer.Option(1, "--windows-per-segment", help="Consecutive windows of one demo drawn together (shared frames are encoded once)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.pt."),
 ) -> None:
     """Train a teacher of PRESET on the demonstrations in DATA; write a checkpoint to OUT."""
     from vitabench.training.teacher import train_teacher
 
-    settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift)
-    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, history=history, resume=resume)
+    settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift, windows_per_segment)
+    overrides = {name: value for name, value in (("history", history), ("state_rotation", state_rotation), ("normalize", normalize))
+                 if value is not None}
+    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, overrides=overrides, resume=resume)
     summary = result.summary()
     typer.echo(f"teacher: loss {summary['first']:.4f} -> {summary['last']:.4f} in {result.wall_s:.0f} s; wrote {out}")

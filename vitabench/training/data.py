@@ -5,7 +5,8 @@ Layout (the one LIBERO's ``create_dataset.py`` writes)::
     data/                       attrs: problem_info (JSON, language_instruction), env_args (JSON),
                                        total, and vitabench's: protocol (JSON), resolution, cameras
       demo_<i>/                 attrs: num_samples (+ language_instruction, task_id, init_state)
-        actions                 float [T, 7]
+        actions                 float [T, 7] (the labels training reads)
+        executed_actions        float [T, 7] (optional: what ran, where it differs: DART noise, DAgger)
         states                  float [T, S] (MuJoCo states, optional)
         rewards, dones          [T]
         obs/agentview_rgb       uint8 [T, H, W, 3]
@@ -53,27 +54,19 @@ class Demo:
     joint_states: np.ndarray  # [T, 7]
     instruction: str
     states: np.ndarray | None = None
+    executed_actions: np.ndarray | None = None  # [T, 7] what ran, where it differs from the label (DART, DAgger)
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
-    def model_state(self) -> np.ndarray:
-        """``[T, 8]``: eef xyz, Euler xyz (as the models read a quaternion), two finger positions."""
-        from vitabench.policies.models.runtime import quat_xyzw_to_euler_xyz
+    def model_state(self, rotation: str = "euler") -> np.ndarray:
+        """``[T, state_dim]`` as the models read it: eef xyz, orientation as ``rotation`` (from
+        the stored axis-angle, LIBERO's convention), two finger positions."""
+        from vitabench.geometry import axis_angle_to_quat
+        from vitabench.policies.models.common import model_state
 
-        euler = np.stack([quat_xyzw_to_euler_xyz(axis_angle_to_quat_xyzw(v)) for v in self.ee_ori])
-        return np.concatenate([self.ee_pos, euler, self.gripper_states], axis=1).astype(np.float32)
-
-
-def axis_angle_to_quat_xyzw(vector: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) of a rotation vector."""
-    vector = np.asarray(vector, dtype=np.float64)
-    angle = float(np.linalg.norm(vector))
-    if angle < 1e-12:
-        return np.array([0.0, 0.0, 0.0, 1.0])
-    axis = vector / angle
-    return np.concatenate([axis * np.sin(angle / 2.0), [np.cos(angle / 2.0)]])
+        return model_state(self.ee_pos, axis_angle_to_quat(self.ee_ori), self.gripper_states, rotation)
 
 
 @dataclass(frozen=True)
@@ -236,6 +229,7 @@ def iter_demos(path: str | Path, cameras: Sequence[str] | None = None) -> Iterat
                 joint_states=joints,
                 instruction=str(group.attrs.get("language_instruction") or default_instruction),
                 states=np.asarray(group["states"]) if "states" in group else None,
+                executed_actions=np.asarray(group["executed_actions"], dtype=np.float32) if "executed_actions" in group else None,
                 attrs=dict(group.attrs),
             )
 
@@ -263,6 +257,8 @@ class DemoWriter:
         group.create_dataset("actions", data=demo.actions.astype(np.float64))
         if demo.states is not None:
             group.create_dataset("states", data=demo.states)
+        if demo.executed_actions is not None:
+            group.create_dataset("executed_actions", data=demo.executed_actions.astype(np.float64))
         rewards = np.zeros(len(demo), dtype=np.uint8)
         rewards[-1] = 1
         group.create_dataset("rewards", data=rewards)

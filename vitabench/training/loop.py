@@ -29,7 +29,9 @@ STATE_FILE = "train_state.pt"
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimiser and loop settings of one stage (AdamW, ``warmup`` fraction of linear warm-up,
-    then linear decay to 0). ``shift`` is the random-shift augmentation in pixels (0: none)."""
+    then linear decay to 0). ``shift`` is the random-shift augmentation in pixels (0: none);
+    ``windows_per_segment`` consecutive windows of one demo are drawn together (they share
+    frames, so a batch encodes fewer images; 1 draws every window independently)."""
 
     steps: int = 2000
     batch_size: int = 16
@@ -40,6 +42,7 @@ class TrainSettings:
     device: str = "auto"
     checkpoint_every: int = 500
     shift: int = 4
+    windows_per_segment: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,14 +56,19 @@ class TrainSettings:
             problems.append(f"warmup={self.warmup}; accepted: 0 <= warmup < 1")
         if self.shift < 0:
             problems.append(f"shift={self.shift}; accepted: >= 0")
+        if not 1 <= self.windows_per_segment <= self.batch_size:
+            problems.append(f"windows_per_segment={self.windows_per_segment}; accepted: 1 to batch_size")
         if problems:
             raise VitabenchError("training settings: " + "; ".join(problems))
 
 
 class Windows:
-    """All demos of some files in memory, cut into training windows."""
+    """All demos of some files in memory, cut into training windows; states as the model reads
+    them (orientation as ``state_rotation``)."""
 
-    def __init__(self, paths: Sequence[str | Path], cameras: Sequence[str], history: int, chunk: int) -> None:
+    def __init__(
+        self, paths: Sequence[str | Path], cameras: Sequence[str], history: int, chunk: int, state_rotation: str = "euler"
+    ) -> None:
         self.infos: list[DatasetInfo] = [read_info(path) for path in paths]
         if not self.infos:
             raise VitabenchError("no --data file given; accepted: one or more LIBERO-format HDF5 files")
@@ -85,7 +93,7 @@ class Windows:
             for demo in iter_demos(info.path, cameras):
                 for camera in cameras:
                     self.images[camera].append(demo.images[camera])
-                self.states.append(demo.model_state())
+                self.states.append(demo.model_state(state_rotation))
                 self.actions.append(demo.actions)
                 self.instructions.append(demo.instruction)
         self.index = np.array([(d, t) for d, actions in enumerate(self.actions) for t in range(len(actions))], dtype=np.int64)
@@ -98,46 +106,73 @@ class Windows:
     def __len__(self) -> int:
         return len(self.index)
 
+    def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(state mean, state std, arm action scale)`` over every step: the std floored at
+        1e-3, the scale the 99th percentile of each arm dimension's magnitude, floored at 0.05."""
+        states = np.concatenate(self.states)
+        arm = np.abs(np.concatenate(self.actions)[:, :6])
+        scale = np.maximum(np.percentile(arm, 99, axis=0), 0.05)
+        return states.mean(0), np.maximum(states.std(0), 1e-3), scale.astype(np.float32)
+
+    def sample(self, rng: np.random.Generator, batch_size: int, windows_per_segment: int = 1) -> np.ndarray:
+        """Index rows of ``batch_size`` windows: random ends, each followed by the windows ending
+        at the ``windows_per_segment - 1`` steps before it in the same demo (they share frames,
+        which a batch encodes once)."""
+        ends = rng.integers(0, len(self), size=-(-batch_size // windows_per_segment))
+        rows = [end - offset for end in ends for offset in range(windows_per_segment) if self.index[end, 1] >= offset]
+        return np.array(rows[:batch_size], dtype=np.int64)
+
     def batch(self, rows: np.ndarray, rng: np.random.Generator, shift: int = 0) -> tuple[Any, Any, Any]:
-        """``(FrameBatch, targets [B, T, chunk, 7], target mask [B, T, chunk])`` for index ``rows``."""
+        """``(FrameBatch, targets [B, T, chunk, 7], target mask [B, T, chunk])`` for index ``rows``.
+
+        The batch holds each distinct frame once (``FrameBatch.frame_index`` maps the windows'
+        frames to them); random-shift augmentation moves all frames of one demo alike.
+        """
         import torch
 
         from vitabench.policies.models.common import FrameBatch
 
         n, frames, chunk = len(rows), self.history, self.chunk
-        res = self.resolution
-        images = {camera: np.zeros((n, frames, res, res, 3), dtype=np.uint8) for camera in self.cameras}
-        state = np.zeros((n, frames, 8), dtype=np.float32)
+        state = np.zeros((n, frames, self.states[0].shape[1]), dtype=np.float32)
         frame_mask = np.zeros((n, frames), dtype=bool)
         targets = np.zeros((n, frames, chunk, 7), dtype=np.float32)
         target_mask = np.zeros((n, frames, chunk), dtype=bool)
         instructions = []
+        distinct: dict[tuple[int, int], int] = {}
+        frame_index = []
         for row, (demo, t) in enumerate(self.index[rows]):
             start = max(0, t - frames + 1)
             length = t - start + 1
             actions = self.actions[demo]
-            for camera in self.cameras:
-                window = self.images[camera][demo][start : t + 1]
-                images[camera][row, :length] = _shift(window, rng, shift) if shift else window
             state[row, :length] = self.states[demo][start : t + 1]
             frame_mask[row, :length] = True
             for offset in range(length):
                 step = start + offset
+                frame_index.append(distinct.setdefault((int(demo), int(step)), len(distinct)))
                 available = min(chunk, len(actions) - step)
                 targets[row, offset, :available] = actions[step : step + available]
                 target_mask[row, offset, :available] = True
             instructions.append(self.instructions[demo])
+        keys = list(distinct)
+        images = {camera: np.stack([self.images[camera][d][t] for d, t in keys]) for camera in self.cameras}
+        if shift:
+            demos = np.array([d for d, _ in keys])
+            for demo in np.unique(demos):
+                chosen = demos == demo
+                for camera in self.cameras:
+                    images[camera][chosen] = _shift(images[camera][chosen], rng, shift)
         batch = FrameBatch(
             images={camera: torch.from_numpy(value) for camera, value in images.items()},
             state=torch.from_numpy(state),
             frame_mask=torch.from_numpy(frame_mask),
             instructions=instructions,
+            frame_index=torch.tensor(frame_index, dtype=torch.long),
         )
         return batch, torch.from_numpy(targets), torch.from_numpy(target_mask)
 
 
 def _shift(frames: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """Random-shift augmentation: edge-pad by ``pad`` and crop back, the same shift for the whole window."""
+    """Random-shift augmentation: edge-pad by ``pad`` and crop back, the same shift for every frame given."""
     height, width = frames.shape[1:3]
     dy, dx = rng.integers(0, 2 * pad + 1, size=2)
     padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
@@ -151,6 +186,7 @@ def to_device(batch: Any, device: Any) -> Any:
         images={camera: frames.to(device) for camera, frames in batch.images.items()},
         state=batch.state.to(device),
         frame_mask=batch.frame_mask.to(device),
+        frame_index=None if batch.frame_index is None else batch.frame_index.to(device),
     )
 
 
@@ -243,7 +279,7 @@ def train(
         bar = progress.add_task(label, total=settings.steps, completed=start_step, loss="-")
         for step in range(start_step, settings.steps):
             rng = np.random.default_rng([settings.seed, step])
-            rows = rng.integers(0, len(windows), size=settings.batch_size)
+            rows = windows.sample(rng, settings.batch_size, settings.windows_per_segment)
             batch, targets, mask = windows.batch(rows, rng, settings.shift)
             with autocast:
                 loss = loss_fn(to_device(batch, device), targets.to(device), mask.to(device))

@@ -1,5 +1,6 @@
 """Teacher training: the Seer-style model on demonstrations, smooth-L1 arm + 0.01 × BCE gripper
-on every frame's 3-step chunk."""
+on every frame's 3-step chunk (with a ``normalize`` preset, on arm actions scaled by the data's
+statistics, which the checkpoint keeps)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,12 @@ def train_teacher(
     preset: str = "tiny",
     settings: TrainSettings = TrainSettings(),
     text_encoder: str | None = None,
-    history: int | None = None,
+    overrides: dict[str, Any] | None = None,
     resume: bool = False,
     quiet: bool = False,
 ) -> TrainResult:
-    """Train a teacher of ``preset`` on ``data`` and save it (with its lineage) to ``out``."""
+    """Train a teacher of ``preset`` (with config ``overrides``, e.g. ``history``, ``state_rotation``,
+    ``normalize``) on ``data`` and save it (with its lineage) to ``out``."""
     import torch
 
     from vitabench.policies.models.checkpoint import save_checkpoint
@@ -48,19 +50,19 @@ def train_teacher(
 
     if preset not in TEACHER_PRESETS:
         raise VitabenchError(f"--preset {preset!r}; accepted: {', '.join(TEACHER_PRESETS)}")
-    config = TEACHER_PRESETS[preset]
-    if history is not None:
-        config = dataclasses.replace(config, history=history)
-    windows = Windows(data, config.cameras, config.history, config.chunk)
+    config = dataclasses.replace(TEACHER_PRESETS[preset], **(overrides or {}))
+    windows = Windows(data, config.cameras, config.history, config.chunk, config.state_rotation)
     torch.manual_seed(settings.seed)
     model = TeacherModel.build(config, text_encoder)
+    if config.normalize:
+        model.set_normalization(*(torch.as_tensor(value, dtype=torch.float32) for value in windows.statistics()))
 
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
         return action_loss(model(batch).actions, targets, mask)
 
     result = train(model, loss_fn, windows, settings, out, resume=resume, label=f"teacher ({preset})", quiet=quiet)
     weights = save_checkpoint(model.float().cpu(), out, model_spec(config, windows.resolution), checkpoint_protocol(windows))
-    stage = stage_record("teacher", data=windows.infos, settings=settings, options={"preset": preset, "history": config.history},
+    stage = stage_record("teacher", data=windows.infos, settings=settings, options={"preset": preset, "history": config.history, **(overrides or {})},
                          result=result, weights_hash=weights)
     write_lineage(out, kind="teacher", variant="teacher", stages=[stage])
     return result
