@@ -194,6 +194,36 @@ def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
     assert output.action_features.shape == (1, 2, 3, 384) and not output.action_features[0, 1].any() and output.newest_actions(batch).shape == (1, 3, 7)
 
 
+def test_cpu_recipe_keeps_its_statistics_and_loads_from_half_precision(tmp_path):
+    """The cpu preset (conv stem, rot6d state, normalisation): statistics set before training are
+    buffers of the checkpoint; an fp16 checkpoint is half the size and acts like the fp32 model."""
+    from vitabench.policies.models.common import state_dim
+    from vitabench.policies.models.runtime import ModelPolicy
+    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+
+    config = TEACHER_PRESETS["cpu"]
+    assert (config.image_encoder, config.state_rotation, config.normalize) == ("conv", "rot6d", True)
+    torch.manual_seed(0)
+    model = TeacherModel.build(config).eval()
+    mean, std = torch.linspace(-1, 1, state_dim("rot6d")), torch.linspace(0.1, 2, state_dim("rot6d"))
+    scale = torch.tensor([1.0, 1.0, 0.8, 0.3, 0.3, 0.5])
+    model.set_normalization(mean, std, scale)
+    spec = dataclasses.replace(ModelPolicy(model, device="cpu").spec, resolution=128)
+    save_checkpoint(model, tmp_path / "fp32", spec, load_protocol("vita_vla_128"))
+    save_checkpoint(model, tmp_path / "fp16", spec, load_protocol("vita_vla_128"), half=True)
+    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.55 * (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    full = make_policy("teacher", checkpoint=str(tmp_path / "fp32"), device="cpu")
+    half = make_policy("teacher", checkpoint=str(tmp_path / "fp16"), device="cpu")
+    torch.testing.assert_close(half.model.state_std, std, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(half.model.action_decoder.arm_scale, scale, rtol=1e-3, atol=1e-3)
+    assert half.model.state_mean.dtype == torch.float32  # loaded into the model's own dtype
+    steps = episode_steps(n_steps=3, n_slots=2)
+    steps = [[dict(o, images={c: np.resize(i, (128, 128, 3)) for c, i in o["images"].items()}) for o in batch] for batch in steps]
+    for a, b in zip(rollout(full, steps), rollout(half, steps)):
+        np.testing.assert_allclose(a[..., :6], b[..., :6], atol=0.02)
+        assert np.abs(a[..., :6]).max() <= scale.max().item() + 1e-6  # arm actions come back in action units
+
+
 def test_untrained_preset_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="vitabench.policies"):
         policy = make_policy("teacher", preset="tiny", device="cpu")
@@ -207,9 +237,9 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
         with pytest.raises(VitabenchError, match=expected):
             make_policy(name, device="cpu", **args)
 
-    fails("is not a directory", checkpoint=str(tmp_path / "nowhere"))
-    fails("needs checkpoint=DIR or preset=NAME")
-    fails("preset='huge'; accepted: tiny, paper", preset="huge")
+    fails("is neither a directory nor a shipped teacher checkpoint; shipped: ", checkpoint=str(tmp_path / "nowhere"))
+    fails("needs checkpoint=NAME|DIR or preset=NAME; shipped checkpoints: .*; untrained presets: tiny, paper, cpu")
+    fails("preset='huge'; accepted: tiny, paper, cpu", preset="huge")
     fails("preset=paper needs vlm=DIR", name="vita_vla", preset="paper")
     fails("holds a 'teacher' model, not a 'vita_vla' model", name="vita_vla", checkpoint=str(teacher_dir))
     fails(r"trained with cameras agentview, robot0_eye_in_hand, not agentview", checkpoint=str(teacher_dir), cameras="agentview")

@@ -72,20 +72,80 @@ def config_from_json(config_class: type, data: Mapping[str, Any], source: str) -
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def save_checkpoint(model: Any, directory: str | Path, spec: PolicySpec, protocol: Protocol | None = None) -> str:
-    """Write ``model`` (a teacher or student) to ``directory``; returns the weights hash."""
+def save_checkpoint(
+    model: Any, directory: str | Path, spec: PolicySpec, protocol: Protocol | Mapping[str, str] | None = None, *, half: bool = False
+) -> str:
+    """Write ``model`` (a teacher or student) to ``directory``; returns the weights hash.
+
+    ``protocol``: the one trained under (a Protocol, or its recorded ``{name, version, hash,
+    ref}``). ``half`` stores floating-point tensors in fp16 (shipped checkpoints); they load
+    back into the model's own dtype.
+    """
+    import copy
+
     from safetensors.torch import save_model
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(path / WEIGHTS_FILE))
+    save_model(copy.deepcopy(model).half() if half else model, str(path / WEIGHTS_FILE))
     model.save_extras(path)
     (path / CONFIG_FILE).write_text(
         json.dumps({"format": FORMAT_VERSION, "kind": model.kind, "config": config_to_json(model.config)}, indent=2)
     )
-    trained = None if protocol is None else {"name": protocol.name, "version": protocol.version, "hash": protocol.hash, "ref": protocol.ref}
+    if isinstance(protocol, Protocol):
+        trained = {"name": protocol.name, "version": protocol.version, "hash": protocol.hash, "ref": protocol.ref}
+    else:
+        trained = None if protocol is None else dict(protocol)
     (path / SPEC_FILE).write_text(json.dumps({"spec": dataclasses.asdict(spec), "protocol": trained}, indent=2))
     return weights_hash(path / WEIGHTS_FILE)
+
+
+def shipped_checkpoints_dir() -> Path:
+    """The folder of checkpoints shipped with vitabench (``vitabench.checkpoints``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("vitabench.checkpoints")))
+
+
+def shipped_checkpoints(kind: str | None = None) -> dict[str, Path]:
+    """Name → directory of every shipped checkpoint (of ``kind`` only, when given)."""
+    found = {}
+    for directory in sorted(shipped_checkpoints_dir().iterdir()):
+        if not (directory / CONFIG_FILE).is_file():
+            continue
+        if kind is None or json.loads((directory / CONFIG_FILE).read_text()).get("kind") == kind:
+            found[directory.name] = directory
+    return found
+
+
+CARD_FIELDS = ("name", "policy", "suite", "tasks", "protocol", "init_states", "success", "interval", "episodes", "reproduce")
+CARD_FILE = "card.json"
+
+
+def shipped_cards() -> list[dict[str, Any]]:
+    """Every shipped checkpoint's ``card.json`` (what it measured, under which protocol)."""
+    cards = []
+    for name, directory in shipped_checkpoints().items():
+        card = _read_json(directory / CARD_FILE)
+        missing = [key for key in CARD_FIELDS if key not in card]
+        if missing:
+            raise CheckpointError(f"{directory / CARD_FILE} lacks {', '.join(missing)}; a card holds {', '.join(CARD_FIELDS)}")
+        cards.append({key: card[key] for key in CARD_FIELDS} | {"name": name})
+    return cards
+
+
+def resolve_checkpoint(name_or_directory: str | Path, kind: str) -> Checkpoint:
+    """A checkpoint directory, or a shipped checkpoint by name; anything else raises naming the shipped ones."""
+    path = Path(name_or_directory)
+    if path.is_dir():
+        return read_checkpoint(path, kind)
+    shipped = shipped_checkpoints(kind)
+    if str(name_or_directory) in shipped:
+        return read_checkpoint(shipped[str(name_or_directory)], kind)
+    raise CheckpointError(
+        f"checkpoint={str(name_or_directory)!r} is neither a directory nor a shipped {kind} checkpoint; "
+        f"shipped: {', '.join(shipped) or 'none'} (vitabench list checkpoints)"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

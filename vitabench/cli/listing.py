@@ -117,3 +117,25 @@ def list_domains(as_json: bool = JSON_OPTION) -> None:
         echo_json([{"ref": d.ref, **d.to_dict()} for d in domains])
         return
     _print("domains", ["set", "name", "version", "description"], [[d.set, d.name, d.version, d.description] for d in domains])
+
+
+@app.command("checkpoints")
+def list_checkpoints(as_json: bool = JSON_OPTION) -> None:
+    """The trained checkpoints shipped with vitabench (``--policy-arg checkpoint=NAME``) and what they measured."""
+    from vitabench.policies.models.checkpoint import shipped_cards
+
+    cards = shipped_cards()
+    if as_json:
+        echo_json(cards)
+        return
+    _print(
+        "checkpoints",
+        ["name", "policy", "suite", "tasks", "protocol", "success % [95% CI]", "episodes"],
+        [
+            [
+                c["name"], c["policy"], c["suite"], ",".join(map(str, c["tasks"])), c["protocol"],
+                f"{100 * c['success']:.1f} [{100 * c['interval'][0]:.1f}, {100 * c['interval'][1]:.1f}]", c["episodes"],
+            ]
+            for c in cards
+        ],
+    )
