@@ -19,9 +19,14 @@ def collect(
     first_init_state: int = typer.Option(0, "--first-init-state", help="Episode k of a task starts from init state FIRST+k."),
     protocol: str = typer.Option("distill_64", "--protocol", help="Protocol preset or file: cameras, resolution, settle steps, step limit."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
+    noise: float = typer.Option(0.0, "--noise", help="DART: Gaussian noise (std, action units) on the executed arm actions; labels stay clean."),
+    dagger: Optional[str] = typer.Option(None, "--dagger", help="DAgger: this teacher checkpoint (directory or shipped name) acts, POLICY labels every step; all episodes kept."),
+    dagger_ensemble: str = typer.Option("0.01", "--dagger-ensemble", help="The learner's temporal ensembling weight, as it is evaluated (none: raw chunks)."),
+    beta: float = typer.Option(0.0, "--beta", help="DAgger: probability that a step runs POLICY's action instead of the learner's."),
     out: Path = typer.Option(..., "--out", help="New HDF5 file to write."),
 ) -> None:
-    """Run POLICY on SUITE's tasks and keep the successful episodes as demonstrations in OUT."""
+    """Run POLICY on SUITE's tasks and keep the successful episodes as demonstrations in OUT;
+    with --dagger, a trained teacher acts and POLICY labels the states it visits."""
     from rich.console import Console
 
     from vitabench.cli.policy_options import parse_policy_args
@@ -34,16 +39,32 @@ def collect(
     if not resolved.cameras:
         raise CliError(f"--protocol {protocol} names no cameras; demonstrations need camera images")
 
+    if dagger is None and (beta != 0.0 or dagger_ensemble != "0.01"):
+        raise CliError("--beta and --dagger-ensemble need --dagger CHECKPOINT")
+    ensemble = None if dagger_ensemble.lower() == "none" else _parse_ensemble(dagger_ensemble)
+
     def report(task_id: int, init_state: int, success: bool, steps: int) -> None:
-        console.print(f"task {task_id} init state {init_state}: {'kept' if success else 'FAILED'} ({steps} steps)")
+        if dagger is not None:
+            console.print(f"task {task_id} init state {init_state}: learner {'succeeded' if success else 'failed'} ({steps} steps, kept)")
+        else:
+            console.print(f"task {task_id} init state {init_state}: {'kept' if success else 'FAILED'} ({steps} steps)")
 
     result = run_collect(
         policy, parse_policy_args(policy_arg, None), suite, tasks=parse_tasks(tasks), episodes=episodes,
-        out=out, protocol=resolved, first_init_state=first_init_state, on_episode=report,
+        out=out, protocol=resolved, first_init_state=first_init_state, noise=noise, learner=dagger,
+        learner_ensemble=ensemble, beta=beta, on_episode=report,
     )
     for task_id, kept in result.kept.items():
         failed = result.failed[task_id]
         shown = f" (init states {', '.join(map(str, failed))})" if failed else ""
-        typer.echo(f"task {task_id}: kept {kept}, failed {len(failed)}{shown}")
+        who = "learner failed" if dagger is not None else "failed"
+        typer.echo(f"task {task_id}: kept {kept}, {who} {len(failed)}{shown}")
     typer.echo(f"wrote {sum(result.kept.values())} demos, {result.steps} steps to {result.path} in {result.wall_s:.0f} s "
                f"({resolved.resolution} px, {', '.join(resolved.cameras)}, protocol {resolved.ref})")
+
+
+def _parse_ensemble(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise CliError(f"--dagger-ensemble {value!r}; accepted: a number (0.01 in VITA-VLA) or none") from None
