@@ -136,6 +136,16 @@ class Protocol:
             raise ProtocolError(f"--seed {seed}: must be a non-negative integer")
         return dataclasses.replace(self, name=f"{self.name}+seed={seed}", seed=seed, derived_from=self.ref)
 
+    def with_init_states(self, ids: str) -> Protocol:
+        """A derived protocol whose episode ``k`` of a task uses init state ``ids[k % len]``
+        (``ids``: ``"START-END"`` or ``"A,B,C"``), e.g. a model's training init states."""
+        parsed = _parse_ids(ids if "-" in ids else [part for part in ids.split(",") if part.strip()], f"--init-states {ids}")
+        if not parsed or min(parsed) < 0:
+            raise ProtocolError(f"--init-states {ids!r}; accepted: 'START-END' or comma-separated ids >= 0")
+        return dataclasses.replace(
+            self, name=f"{self.name}+init_states={ids}", init_state_ids=parsed, derived_from=self.ref
+        )
+
     def with_domain(self, domain: Any) -> Protocol:
         """A derived protocol whose scenes look like ``domain`` (a :class:`vitabench.envs.domains.Domain`).
 
@@ -204,7 +214,10 @@ def _parse_ids(value: Any, source: str) -> tuple[int, ...]:
                 f"{source}: init_state_ids={value!r}; accepted: a list of ints or 'START-END'"
             ) from None
         return tuple(range(start, end + 1))
-    return tuple(int(v) for v in value)
+    try:
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{source}: init_state_ids={value!r}; accepted: a list of ints or 'START-END'") from None
 
 
 def presets_dir() -> Path:

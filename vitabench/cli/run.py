@@ -70,6 +70,7 @@ def run(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME (vitabench list domains; derived protocol)."),
+    init_states: Optional[str] = typer.Option(None, "--init-states", help="Init states episodes cycle through, e.g. 0-19 (derived protocol)."),
     workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
     executor: str = typer.Option("local", "--executor", help="local (processes on this machine) | ray (Ray actors)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: auto | HOST:PORT (default: start Ray here)."),
@@ -102,7 +103,7 @@ def run(
         raise CliError("--suite is required (unless --resume continues a run directory)")
     args = parse_policy_args(policy_arg, policy_config) if policy is not None or policy_arg or policy_config else stored["policy_args"]
     task_ids = parse_tasks(tasks) if tasks is not None else stored.get("tasks")
-    own_protocol = protocol is not None or max_steps is not None or seed is not None or domain is not None
+    own_protocol = protocol is not None or max_steps is not None or seed is not None or domain is not None or init_states is not None
     if out is None:
         out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     ray_executor = _ray_executor(executor, workers, ray_address, ray_worker_cpus)
@@ -118,6 +119,7 @@ def run(
             max_steps=max_steps,
             seed=seed,
             domain=domain,
+            init_states=init_states,
             workers=workers,
             out=out,
             resume=resume,

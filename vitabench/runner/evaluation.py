@@ -73,11 +73,14 @@ def git_commit() -> dict[str, Any] | None:
 
 
 def resolve_protocol(
-    protocol: str | Protocol, *, seed: int | None, max_steps: int | None, domain: str | None = None
+    protocol: str | Protocol, *, seed: int | None, max_steps: int | None, domain: str | None = None,
+    init_states: str | None = None,
 ) -> Protocol:
-    """The protocol of a run: a preset or file, then the ``--domain``, ``--seed`` and
-    ``--max-steps`` derivations, in that order."""
+    """The protocol of a run: a preset or file, then the ``--init-states``, ``--domain``,
+    ``--seed`` and ``--max-steps`` derivations, in that order."""
     resolved = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    if init_states is not None:
+        resolved = resolved.with_init_states(init_states)
     if domain is not None:
         from vitabench.envs.domains import resolve_domain
 
@@ -179,8 +182,8 @@ def export_parquet(run_dir: str | Path, path: str | Path | None = None) -> Path:
 def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol) -> None:
     """Refuse to evaluate a checkpoint under a protocol other than the one it was trained under.
 
-    A protocol derived from the trained one (``--max-steps``, ``--seed``, ``--domain``, which
-    keep its observations) is accepted; its name starts with the trained name.
+    A protocol derived from the trained one (``--max-steps``, ``--seed``, ``--init-states``,
+    ``--domain``, which keep its observations) is accepted; its name starts with the trained name.
     """
     if not trained or trained.get("hash") == protocol.hash:
         return
@@ -222,6 +225,7 @@ def run_evaluation(
     max_steps: int | None = None,
     seed: int | None = None,
     domain: str | None = None,
+    init_states: str | None = None,
     workers: int = 1,
     out: Path,
     resume: bool = False,
@@ -246,7 +250,7 @@ def run_evaluation(
     out = Path(out)
     suite_obj = get_suite(suite)
     env_kwargs = _robot_env_kwargs(suite_obj, robot, robot_args, workers, out)
-    resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps, domain=domain)
+    resolved = resolve_protocol(protocol, seed=seed, max_steps=max_steps, domain=domain, init_states=init_states)
     manifest = _manifest(suite_obj, resolved, tasks, episodes_per_task)
     video_mode = VideoMode.parse(video)
     if workers < 1:
