@@ -1,4 +1,5 @@
-"""Real-robot suites: ``real_five`` (the paper's five PiPer tasks) and ``real_user`` (tasks from TOML).
+"""Real-robot suites: ``real_five`` (the paper's five PiPer tasks, ``real_tasks/real_five.toml``) and
+``real_user`` (tasks from a TOML file).
 
 A real task has no simulator scene: its ``source`` holds what the operator and the control loop
 need: ``max_steps``, ``control_hz``, ``reset_instructions`` (read to the operator before each
@@ -24,6 +25,7 @@ loads the example file ``real_tasks/example.toml`` shipped beside this module)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,50 +41,8 @@ EXAMPLE_TASKS = Path(__file__).parent / "real_tasks" / "example.toml"
 TASK_FIELDS = {"name": str, "instruction": str, "max_steps": int, "control_hz": (int, float), "reset_instructions": str, "success_criterion": str}
 REQUIRED_FIELDS = ("name", "instruction", "max_steps")
 
-#: The five real-robot tasks of the VITA-VLA paper (PiPer arm, base + wrist camera, 40 trials each).
-#: The paper names the tasks; instructions, limits and operator texts are vitabench's.
-REAL_FIVE: tuple[dict[str, Any], ...] = (
-    {
-        "name": "close_drawer",
-        "instruction": "close the drawer",
-        "max_steps": 300,
-        "control_hz": 20,
-        "reset_instructions": "drawer pulled fully open, nothing in front of it, arm clear of the drawer",
-        "success_criterion": "the drawer is closed (front flush with the cabinet) and the arm let go of it",
-    },
-    {
-        "name": "stack_cups",
-        "instruction": "stack the cups",
-        "max_steps": 500,
-        "control_hz": 20,
-        "reset_instructions": "two cups upright on the table, about 20 cm apart, both within reach",
-        "success_criterion": "one cup rests inside the other, standing upright, released by the gripper",
-    },
-    {
-        "name": "stack_blocks",
-        "instruction": "stack the blocks",
-        "max_steps": 500,
-        "control_hz": 20,
-        "reset_instructions": "two blocks flat on the table, about 20 cm apart, faces parallel to the table edge",
-        "success_criterion": "one block rests on top of the other and stays there after the gripper opens",
-    },
-    {
-        "name": "pick_place_sponge",
-        "instruction": "pick up the sponge and put it in the bowl",
-        "max_steps": 400,
-        "control_hz": 20,
-        "reset_instructions": "sponge flat on the table, bowl upright about 25 cm away, both within reach",
-        "success_criterion": "the sponge lies inside the bowl and the gripper is open",
-    },
-    {
-        "name": "pick_place_block",
-        "instruction": "pick up the block and put it on the plate",
-        "max_steps": 400,
-        "control_hz": 20,
-        "reset_instructions": "block on the table, plate about 25 cm away, both within reach",
-        "success_criterion": "the block rests on the plate and the gripper is open",
-    },
-)
+#: The five real-robot tasks of the VITA-VLA paper, with the paper's instructions verbatim.
+REAL_FIVE_TASKS = Path(__file__).parent / "real_tasks" / "real_five.toml"
 
 
 def real_task(suite: str, task_id: int, fields: Mapping[str, Any], source: str) -> Task:
@@ -115,6 +75,6 @@ def load_user_tasks(path: str | Path, suite: str = "real_user") -> Suite:
 
 def load_suite(name: str) -> Suite:
     if name == "real_five":
-        tasks = tuple(real_task(name, i, t, "real_five") for i, t in enumerate(REAL_FIVE))
-        return Suite(name, STEPS_KEY, tasks, ENV_ENTRY_POINT, description="VITA-VLA's five real-robot tasks (operator-labelled)")
+        suite = load_user_tasks(REAL_FIVE_TASKS, name)
+        return dataclasses.replace(suite, description="VITA-VLA's five real-robot tasks, the paper's instructions (operator-labelled)")
     return load_user_tasks(os.environ.get(USER_TASKS_VARIABLE) or EXAMPLE_TASKS, name)

@@ -114,6 +114,15 @@ def test_operator_estop_acts_on_the_reader_thread_and_keeps_other_lines():
 def test_real_five_tasks_and_protocol():
     suite = get_suite("real_five")
     assert [t.name for t in suite.tasks] == ["close_drawer", "stack_cups", "stack_blocks", "pick_place_sponge", "pick_place_block"]
+    assert [t.instruction for t in suite.tasks] == [  # the paper's, verbatim
+        "Close the drawer",
+        "Stack the orange cup on top of the green cup",
+        "Stack the red block on top of the yellow block",
+        "Pick up the sponge and put it into the basket",
+        "Pick up the red block and put it into the basket",
+    ]
+    for task, objects in zip(suite.tasks, (["drawer"], ["orange cup", "green cup"], ["red block", "yellow block"], ["sponge", "basket"], ["red block", "basket"])):
+        assert all(o in task.source["reset_instructions"] and o in task.source["success_criterion"] for o in objects), task.name
     assert all(t.source["reset_instructions"] and t.source["success_criterion"] and t.source["max_steps"] > 0 for t in suite.tasks)
     protocol = load_protocol("real_robot")
     assert protocol.episodes_per_task == 40 and protocol.steps_for(suite.steps_key) >= max(t.source["max_steps"] for t in suite.tasks)
@@ -146,7 +155,7 @@ def test_recording_is_libero_format_and_replayable(tmp_path):
 
     from vitabench.policies.replay import ReplayPolicy
 
-    recording = EpisodeRecording(tmp_path / "rec.hdf5", "close the drawer", "franka", {"task": "close_drawer"})
+    recording = EpisodeRecording(tmp_path / "rec.hdf5", "Close the drawer", "franka", {"task": "close_drawer"})
     for k in range(4):
         state = RobotState(np.full(7, 0.1 * k), np.zeros(7), np.array([0.5, 0, 0.3 + k / 100]), np.array([1.0, 0, 0, 0]), 0.08, 0.0)
         action = np.array([0.1 * k, 0, 0, 0, 0, 0, -1])
@@ -162,7 +171,7 @@ def test_recording_is_libero_format_and_replayable(tmp_path):
         np.testing.assert_allclose(obs["gripper_states"][0], [0.04, -0.04])
         assert list(f["data/demo_0/rewards"]) == [0, 0, 0, 1]
     replay = ReplayPolicy(str(tmp_path / "rec.hdf5"), demo=0, chunk=4)  # real demos play back through `replay`
-    assert replay.instruction == "close the drawer"
+    assert replay.instruction == "Close the drawer"
     replay.reset(get_suite("real_five").task(0))
     np.testing.assert_allclose(replay.act([{}])[0], np.stack([[0.1 * k, 0, 0, 0, 0, 0, -1] for k in range(4)]), atol=1e-6)
 
