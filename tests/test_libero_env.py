@@ -15,7 +15,8 @@ from robosuite.utils.binding_utils import MjSim
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import Protocol, load_protocol
-from vitabench.envs.libero_env import LiberoEnv, quat_xyzw_to_axis_angle
+from vitabench.envs.libero_env import LiberoEnv
+from vitabench.geometry import quat_to_axis_angle
 from vitabench.registry import get_suite
 
 TASK = get_suite("libero_object").task(0)
@@ -49,7 +50,7 @@ def test_observations_follow_the_protocol(camera_env: LiberoEnv) -> None:
     assert {k: v.shape for k, v in state.items()} == {
         "ee_pos": (3,), "ee_axis_angle": (3,), "ee_quat": (4,), "gripper_qpos": (2,), "joint_pos": (7,)
     }
-    np.testing.assert_allclose(state["ee_axis_angle"], quat_xyzw_to_axis_angle(state["ee_quat"]), atol=1e-6)
+    np.testing.assert_allclose(state["ee_axis_angle"], quat_to_axis_angle(state["ee_quat"]), atol=1e-6)
     assert camera_env.observation_space.contains(obs)
 
 

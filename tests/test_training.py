@@ -82,7 +82,7 @@ def test_reads_official_libero_layout(tmp_path: Path) -> None:
 def test_model_state_matches_the_policy_runtime(rotation: str, size: int) -> None:
     """Training reads the orientation as stored (axis-angle); the policy from the env's quaternion,
     also when the gripper points down (w and the Euler roll flip there)."""
-    from vitabench.envs.libero_env import quat_xyzw_to_axis_angle
+    from vitabench.geometry import quat_to_axis_angle
     from vitabench.policies.models.runtime import frame_from_observation
 
     demo = make_demo(3, 7)
@@ -90,7 +90,7 @@ def test_model_state_matches_the_policy_runtime(rotation: str, size: int) -> Non
     assert demo.model_state(rotation).shape == (3, size)
     for step in (1, 2):
         quat = axis_angle_to_quat(demo.ee_ori[step])
-        np.testing.assert_allclose(quat_xyzw_to_axis_angle(quat), demo.ee_ori[step], atol=1e-5)
+        np.testing.assert_allclose(quat_to_axis_angle(quat), demo.ee_ori[step], atol=1e-5)
         observation = {
             "images": {camera: demo.images[camera][step] for camera in CAMERAS},
             "state": {"ee_pos": demo.ee_pos[step], "ee_quat": quat.astype(np.float32), "gripper_qpos": demo.gripper_states[step]},

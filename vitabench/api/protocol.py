@@ -16,6 +16,24 @@ from vitabench.api.errors import VitabenchError
 ImageOrientation = Literal["raw", "rot180"]
 SeedRule = Literal["fixed", "per_episode"]
 SuccessRule = Literal["first_success", "success_at_end"]
+FixtureRule = Literal["first_draw", "sequential", "second_draw"]
+
+#: How each fixture rule places LIBERO's fixtures (stove, cabinets, racks: bodies without a joint,
+#: so not part of an init state), which LIBERO samples from numpy's global RNG at every reset.
+#: Draws count the resets after seeding the env with the episode's seed.
+FIXTURE_RULES: dict[str, str] = {
+    "first_draw": "every episode gets the first draw (the env seeded before every episode; vitabench until standard@2)",
+    "sequential": "episode k gets the (k+1)-th draw (the env seeded once per task, one reset per episode: openpi, OpenVLA)",
+    "second_draw": "every episode gets the second draw (a new env per episode, reset, then seeded: VITA-VLA's loop)",
+}
+#: The rule of every protocol written before fixture rules existed; omitted from ``to_dict``.
+LEGACY_FIXTURE_RULE = "first_draw"
+#: The fields that shape what a policy observes (a checkpoint is tied to these, see
+#: ``vitabench.runner.evaluation.check_trained_protocol``); the others choose which episodes run.
+OBSERVATION_FIELDS: tuple[str, ...] = (
+    "cameras", "resolution", "image_orientation", "settle_steps", "settle_action", "control_freq", "simulator", "domain",
+)
+PRESET_VERSIONS_DIR = "superseded"
 
 #: The suites a protocol must give a step limit for (``libero_10`` is an alias of ``libero_long``).
 LIBERO_SUITES: tuple[str, ...] = (
@@ -38,7 +56,8 @@ class Protocol:
     ``max_steps`` maps suite name to the step limit; the settle steps run before the policy acts
     and do not count toward it. ``seed_rule="fixed"`` gives every episode ``seed``;
     ``"per_episode"`` derives a seed from ``seed`` and the episode's identity, never from its
-    position in a run. Episode ``k`` of a task uses init state ``init_state_ids[k % len]``.
+    position in a run. Episode ``k`` of a task uses init state ``init_state_ids[k % len]`` and
+    the fixture placement ``fixture_rule`` gives it (:data:`FIXTURE_RULES`, :meth:`fixture_draw`).
     """
 
     name: str
@@ -56,6 +75,7 @@ class Protocol:
     episodes_per_task: int
     success_rule: SuccessRule
     control_freq: int = 20
+    fixture_rule: FixtureRule = LEGACY_FIXTURE_RULE
     simulator: Mapping[str, str] = field(default_factory=dict)
     derived_from: str | None = None
     domain: Mapping[str, Any] | None = None  # a visual domain's full parameters (see with_domain)
@@ -72,6 +92,8 @@ class Protocol:
             problems.append(f"image_orientation={self.image_orientation!r}, accepted: raw, rot180")
         if self.seed_rule not in ("fixed", "per_episode"):
             problems.append(f"seed_rule={self.seed_rule!r}, accepted: fixed, per_episode")
+        if self.fixture_rule not in FIXTURE_RULES:
+            problems.append(f"fixture_rule={self.fixture_rule!r}, accepted: {', '.join(FIXTURE_RULES)}")
         if self.success_rule not in ("first_success", "success_at_end"):
             problems.append(
                 f"success_rule={self.success_rule!r}, accepted: first_success, success_at_end"
@@ -96,6 +118,8 @@ class Protocol:
         data["init_state_ids"] = list(self.init_state_ids)
         if self.domain is None:  # protocols without a domain keep the hash they always had
             del data["domain"]
+        if self.fixture_rule == LEGACY_FIXTURE_RULE:  # nor do protocols with the legacy fixture rule
+            del data["fixture_rule"]
         return data
 
     @property
@@ -108,6 +132,22 @@ class Protocol:
     def ref(self) -> str:
         """``name@version#hash``, the stamp put on every record."""
         return f"{self.name}@{self.version}#{self.hash}"
+
+    def fixture_draw(self, episode: int) -> int:
+        """Which reset after seeding (1 = the first) places the fixtures of episode ``episode`` of a task."""
+        if episode < 0:
+            raise ProtocolError(f"episode index {episode}: must be >= 0")
+        return {"first_draw": 1, "second_draw": 2, "sequential": episode + 1}[self.fixture_rule]
+
+    def observation_differences(self, other: Protocol) -> list[str]:
+        """``FIELD this vs other`` for each of :data:`OBSERVATION_FIELDS` where ``other`` differs
+        from this protocol; empty when a policy observes the same under both."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{name} {_brief(mine.get(name))} vs {_brief(theirs.get(name))}"
+            for name in OBSERVATION_FIELDS
+            if _canonical(mine.get(name)) != _canonical(theirs.get(name))
+        ]
 
     def steps_for(self, suite: str) -> int:
         """The step limit of ``suite`` (aliases resolved by the caller)."""
@@ -204,6 +244,16 @@ class Protocol:
         return cls.from_dict(data, source=str(path))
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=list)
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, Mapping) and {"set", "name", "version"} <= set(value):  # a visual domain
+        return f"{value['set']}/{value['name']}@{value['version']}"
+    return "none" if value is None else json.dumps(value, sort_keys=True, default=list).replace('"', "")
+
+
 def _parse_ids(value: Any, source: str) -> tuple[int, ...]:
     """Accept a list of ints or a ``"start-end"`` inclusive range string."""
     if isinstance(value, str):
@@ -230,15 +280,39 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.toml"))
 
 
+def superseded_presets() -> list[Protocol]:
+    """Earlier versions of the presets (``NAME@VERSION.toml`` under ``protocols/superseded``), kept so
+    that records and checkpoints made under them can be read and reproduced."""
+    return [Protocol.from_file(path) for path in sorted((presets_dir() / PRESET_VERSIONS_DIR).glob("*@*.toml"))]
+
+
+def find_protocol(name: str, version: str, hash_: str) -> Protocol | None:
+    """The preset, current or superseded, called ``name@version`` whose hash is ``hash_``, if any."""
+    candidates = [load_protocol(name)] if name in preset_names() else []
+    for protocol in [*candidates, *superseded_presets()]:
+        if (protocol.name, protocol.version, protocol.hash) == (name, str(version), hash_):
+            return protocol
+    return None
+
+
 def load_protocol(name_or_path: str) -> Protocol:
-    """A preset by name, or a protocol file by path."""
+    """A preset by name (``NAME`` for its current version, ``NAME@VERSION`` for any version), or a
+    protocol file by path."""
     path = Path(name_or_path)
     if path.suffix in (".toml", ".json") or path.exists():
         return Protocol.from_file(path)
-    preset = presets_dir() / f"{name_or_path}.toml"
+    name, _, version = name_or_path.partition("@")
+    preset = presets_dir() / f"{name}.toml"
     if not preset.exists():
         raise ProtocolError(
             f"unknown protocol {name_or_path!r}; presets: {', '.join(preset_names())} "
             "(or give a path to a .toml file)"
         )
-    return Protocol.from_file(preset)
+    current = Protocol.from_file(preset)
+    if not version or version == current.version:
+        return current
+    earlier = presets_dir() / PRESET_VERSIONS_DIR / f"{name}@{version}.toml"
+    if not earlier.exists():
+        versions = sorted({current.version, *(p.version for p in superseded_presets() if p.name == name)})
+        raise ProtocolError(f"unknown protocol version {name_or_path!r}; versions of {name}: {', '.join(versions)}")
+    return Protocol.from_file(earlier)

@@ -1,10 +1,11 @@
 """A LIBERO task under a protocol, as a Gymnasium environment.
 
 One environment = one (suite task, protocol); a protocol with a visual domain (``with_domain``)
-renders every observation in it. ``reset(options={"init_state": i})`` restores
-init state ``i`` on a freshly reset simulation, then runs the protocol's settle steps, which do
-not count toward the step limit. Cameras are created only when asked for, and rendered only for
-observations that are returned:
+renders every observation in it. ``reset(seed=s, options={"init_state": i, "episode": k})``
+resets the simulation with the fixture placement the protocol's fixture rule gives episode ``k``
+of a task seeded with ``s`` (see :meth:`LiberoEnv.restore_init_state`), restores init state ``i``,
+then runs the protocol's settle steps, which do not count toward the step limit. Cameras are
+created only when asked for, and rendered only for observations that are returned:
 
 * :meth:`LiberoEnv.reset` renders the observation after the settle steps, not the frames before;
 * :meth:`LiberoEnv.step` is Gymnasium's step: every step returns a full observation;
@@ -33,6 +34,7 @@ from vitabench.api.policy import ACTION_DIM, STATE_KEYS
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Task
 from vitabench.envs.rendering import ensure_gl_backend, rendering_error
+from vitabench.geometry import quat_to_axis_angle
 
 if TYPE_CHECKING:
     from vitabench.envs.domains import Domain, SceneDomain
@@ -43,16 +45,6 @@ LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview
 _STATE_SHAPES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
 #: What a camera observable holds after a sampling at which its camera was not wanted.
 _NOT_RENDERED = np.zeros((0, 0, 3), dtype=np.uint8)
-
-
-def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:
-    """Axis-angle (rotation vector) of a unit quaternion in robosuite's ``xyzw`` order."""
-    quat = np.asarray(quat, dtype=np.float64)
-    w = float(np.clip(quat[3], -1.0, 1.0))
-    sin_half = np.sqrt(max(1.0 - w * w, 0.0))
-    if sin_half < 1e-8:
-        return np.zeros(3, dtype=np.float32)
-    return (quat[:3] / sin_half * 2.0 * np.arccos(w)).astype(np.float32)
 
 
 def orient(image: np.ndarray, orientation: str) -> np.ndarray:
@@ -103,6 +95,8 @@ class LiberoEnv(gym.Env):
         self.domain: Domain | None = None
         self._scene: SceneDomain | None = None
         self._episode_key = (0, 0)  # (seed, init state): with the step, it fixes sensor noise draws
+        self._last_draw: tuple[int, int, Any] | None = None  # (seed, fixture draws since, RNG state after them)
+        self._fixture_poses: tuple[list[int], np.ndarray, np.ndarray] | None = None  # as loaded, see _loaded_fixture_poses
         if protocol.domain is not None:
             from vitabench.envs.domains import Domain
 
@@ -205,25 +199,78 @@ class LiberoEnv(gym.Env):
                 f"init_state={index} for task {self.task.task_id} of {self.task.suite}; "
                 f"accepted: 0-{len(self.init_states) - 1}"
             )
+        episode = int(options.get("episode", 0))
+        if episode < 0:
+            raise VitabenchError(f"episode={episode}; accepted: an episode index >= 0")
         with self._rendering(() if self.protocol.settle_steps else self.cameras):
-            self.restore_init_state(index, seed)
+            self.restore_init_state(index, seed, episode)
         raw = self.settle()
         self._steps = 0
         self._success = bool(self._env.check_success())
         obs = self._observation(raw)
         return obs, {"success": self._success, "steps": 0, "init_state": index}
 
-    def restore_init_state(self, index: int, seed: int | None = None) -> dict[str, Any]:
-        """Soft-reset the simulation and load init state ``index`` (no settle steps yet)."""
-        if seed is not None:
-            self._env.seed(seed)  # LIBERO seeds numpy's global RNG used by scene placement
-        with self._rendering(()):  # robosuite's reset observation is never returned
-            self._env.reset()
+    def restore_init_state(self, index: int, seed: int | None = None, episode: int = 0) -> dict[str, Any]:
+        """Reset the simulation and load init state ``index`` (no settle steps yet).
+
+        LIBERO places the fixtures (bodies without a joint, so not in an init state) from numpy's
+        global RNG at every reset. With a ``seed``, the fixtures are those of the
+        ``protocol.fixture_draw(episode)``-th reset after ``env.seed(seed)`` in LIBERO's own loop of
+        hard resets (what openpi, OpenVLA and VITA-VLA run): the resets before it are replayed
+        as soft resets from the fixture poses of a freshly loaded model (where a hard reset
+        starts), rendering nothing, and the RNG state after the latest reset is kept, so an env
+        that runs episodes in order replays nothing. Without a seed, the RNG goes on: the next draw.
+        """
+        if seed is None:
+            self._reset_from_loaded_model()
+        else:
+            self._reset_to_draw(int(seed), self.protocol.fixture_draw(episode))
         if self._scene is not None:
             self._scene.apply(self.domain)
         self._episode_key = (0 if seed is None else int(seed), index)
         self.clear_gripper_state()
         return self._env.set_init_state(self.init_states[index])
+
+    def _reset_to_draw(self, seed: int, draw: int) -> None:
+        """The ``draw``-th reset after seeding numpy's global RNG with ``seed`` (see :meth:`restore_init_state`)."""
+        done = 0
+        last = self._last_draw
+        if last is not None and last[0] == seed and last[1] < draw:
+            done = last[1]
+            np.random.set_state(last[2])
+        else:
+            self._env.seed(seed)  # LIBERO's env.seed: numpy's global RNG, which placement samples
+        for _ in range(done, draw):
+            self._reset_from_loaded_model()
+        self._last_draw = (seed, draw, np.random.get_state())
+
+    def _reset_from_loaded_model(self) -> None:
+        """robosuite's reset, started from the fixture poses of the model as loaded (a hard reset's
+        start: the poses matter to the draws of objects placed on a fixture's site), rendering nothing."""
+        model = self._env.env.sim.model
+        bodies, positions, quaternions = self._loaded_fixture_poses()
+        model.body_pos[bodies] = positions
+        model.body_quat[bodies] = quaternions
+        with self._rendering(()):  # robosuite's reset observation is never returned
+            self._env.reset()
+
+    def _loaded_fixture_poses(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Body ids, positions and ``wxyz`` quaternions of the fixtures' root bodies in the loaded MJCF."""
+        if self._fixture_poses is not None:
+            return self._fixture_poses
+        inner = self._env.env
+        bodies, positions, quaternions = [], [], []
+        for fixture in inner.fixtures_dict.values():
+            element = inner.model.worldbody.find(f".//body[@name='{fixture.root_body}']")
+            other = sorted(set(element.attrib) & {"axisangle", "euler", "xyaxes", "zaxis"})
+            if other:
+                raise VitabenchError(f"fixture body {fixture.root_body} sets {', '.join(other)}; accepted: pos and quat only")
+            quat = np.array(element.get("quat", "1 0 0 0").split(), dtype=np.float64)
+            bodies.append(inner.sim.model.body_name2id(fixture.root_body))
+            positions.append(np.array(element.get("pos", "0 0 0").split(), dtype=np.float64))
+            quaternions.append(quat / np.sqrt(quat @ quat))  # MuJoCo's compiler normalises quat
+        self._fixture_poses = (bodies, np.reshape(positions, (-1, 3)), np.reshape(quaternions, (-1, 4)))
+        return self._fixture_poses
 
     def set_domain(self, domain: Domain | None) -> None:
         """Render from now on in visual ``domain`` (``None``: the scene as built); physics is untouched."""
@@ -316,7 +363,7 @@ class LiberoEnv(gym.Env):
         quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float32)
         full_state = {
             "ee_pos": np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
-            "ee_axis_angle": quat_xyzw_to_axis_angle(quat),
+            "ee_axis_angle": quat_to_axis_angle(raw["robot0_eef_quat"]).astype(np.float32),  # from float64, as openpi's client
             "ee_quat": quat,
             "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
             "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float32),

@@ -229,7 +229,7 @@ class LockstepLoop:
                 continue
             config = self.plan.env_config(episode)
             run.video_cameras = config.cameras if run.video else ()
-            if self._send(slot, ("reset", config, episode.seed, episode.init_state_id), "reset", self.plan.step_timeout + BUILD_GRACE_S):
+            if self._send(slot, ("reset", config, episode.seed, episode.init_state_id, episode.index), "reset", self.plan.step_timeout + BUILD_GRACE_S):
                 return
 
     def _send_actions(self, slot: int, run: _Running) -> None:

@@ -3,11 +3,15 @@ the environment it must run changes (another task, other cameras).
 
 The main process talks to a worker over a pipe with plain tuples:
 
-    ("reset", EnvConfig, seed, init_state_id)     -> ("reset", obs, info, build_s, digest)
+    ("reset", EnvConfig, seed, init_state_id[, episode]) -> ("reset", obs, info, build_s, digest)
     ("step", action[7])                            -> ("step", obs, reward, terminated, truncated, info, digest)
     ("chunk", actions[k, 7], observe, cameras)     -> ("chunk", obs, steps, terminated, truncated, info, frames, digest)
     ("close",)                                     -> the worker exits
     any command that raises                        -> ("error", "ExcType: message")
+
+``reset`` passes ``seed`` and ``options={"init_state": ..., "episode": ...}`` to the env's reset
+(``episode``: the episode's index within its task, 0 when absent; LIBERO's fixture placement
+depends on it).
 
 ``step`` is one Gymnasium step with its full observation. ``chunk`` runs up to ``k`` actions
 back to back (an action chunk the policy will not look inside) and stops early when the episode
@@ -108,14 +112,14 @@ class EnvHost:
         kind = message[0]
         try:
             if kind == "reset":
-                wanted, seed, init_state_id = message[1:]
+                wanted, seed, init_state_id, *episode = message[1:]  # the episode's index in its task (default 0)
                 build_s = 0.0
                 if self.env is None or wanted != self.config:
                     self.close()
                     start = time.perf_counter()
                     self.env, self.config = wanted.build(), wanted
                     build_s = time.perf_counter() - start
-                obs, info = self.env.reset(seed=seed, options={"init_state": init_state_id})
+                obs, info = self.env.reset(seed=seed, options={"init_state": init_state_id, "episode": episode[0] if episode else 0})
                 self._digest = _new_digest()
                 return ("reset", obs, _plain_info(info), build_s, self._fingerprint(obs))
             if kind == "step":
