@@ -30,6 +30,7 @@ import numpy as np
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec
 from vitabench.api.suite import Task
+from vitabench.geometry import matrix_to_rotation_vector, quat_to_matrix, yaw_matrix
 from vitabench.wrappers import batch_slots
 
 #: Goal predicates the expert can achieve.
@@ -64,41 +65,7 @@ def parse_goal(bddl_file: str) -> tuple[Goal, ...]:
     return tuple(Goal(str(term[0]).lower(), tuple(str(a) for a in term[1:])) for term in problem["goal_state"])
 
 
-# -- geometry helpers ------------------------------------------------------------------------------
-def quat_xyzw_to_matrix(quat: np.ndarray) -> np.ndarray:
-    x, y, z, w = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def quat_wxyz_to_matrix(quat: np.ndarray) -> np.ndarray:
-    w, x, y, z = quat
-    return quat_xyzw_to_matrix(np.array([x, y, z, w]))
-
-
-def rotation_vector(matrix: np.ndarray) -> np.ndarray:
-    """Axis-angle vector of a rotation matrix."""
-    angle = float(np.arccos(np.clip((np.trace(matrix) - 1.0) / 2.0, -1.0, 1.0)))
-    if angle < 1e-6:
-        return np.zeros(3)
-    if angle > np.pi - 1e-3:  # the axis is the dominant column of (R + I) / 2
-        symmetric = (matrix + np.eye(3)) / 2.0
-        axis = symmetric[:, int(np.argmax(np.diag(symmetric)))]
-        return axis / np.linalg.norm(axis) * angle
-    axis = np.array([matrix[2, 1] - matrix[1, 2], matrix[0, 2] - matrix[2, 0], matrix[1, 0] - matrix[0, 1]])
-    return axis / (2.0 * np.sin(angle)) * angle
-
-
-def yaw_matrix(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
+# -- geometry helpers (rotations: vitabench.geometry) ----------------------------------------------
 def gripper_yaw(ee_rotation: np.ndarray) -> float:
     """Yaw of the finger axis (the gripper frame's y axis), 0 at LIBERO's home pose."""
     fingers = ee_rotation[:, 1]
@@ -146,7 +113,7 @@ class Scene:
         gripper = np.asarray(state["gripper_qpos"], dtype=np.float64)
         return cls(
             ee_pos=np.asarray(state["ee_pos"], dtype=np.float64),
-            ee_rotation=quat_xyzw_to_matrix(np.asarray(state["ee_quat"], dtype=np.float64)),
+            ee_rotation=quat_to_matrix(state["ee_quat"]),
             gripper_opening=float(gripper[0] - gripper[1]),
             objects={k: np.asarray(v, dtype=np.float64) for k, v in privileged["objects"].items()},
             bboxes={k: np.asarray(v, dtype=np.float64) for k, v in privileged["bboxes"].items()},
@@ -176,7 +143,7 @@ class Scene:
     def site_half_size(self, name: str) -> np.ndarray:
         """World half-extents of a region site (its size turned by its orientation, as LIBERO does)."""
         site = self.sites[name]
-        return np.abs(quat_wxyz_to_matrix(site[3:7]) @ site[7:10])
+        return np.abs(quat_to_matrix(site[3:7]) @ site[7:10])
 
     def joint_key(self, name: str) -> str:
         """The joint that articulates ``name`` (a region site, or an object: its first joint)."""
@@ -262,7 +229,7 @@ class PickPlace(Skill):
     def _plan_grasp(self, scene: Scene) -> None:
         """Choose the grasp point (offset from the object's centre) and the gripper yaw."""
         extents = scene.extents[self.obj]
-        rotation = quat_wxyz_to_matrix(scene.objects[self.obj][3:])
+        rotation = quat_to_matrix(scene.objects[self.obj][3:])
         current = gripper_yaw(scene.ee_rotation)
         if _has_rim(self.obj):
             self.grasp_offset, self.grasp_yaw = self._rim_grasp(scene, extents, current)
@@ -491,7 +458,7 @@ class Slide(Skill):
             for up in (1.0, -1.0):
                 y_axis, z_axis = np.array([0.0, 0.0, up]), -pull
                 poses.append(np.column_stack([np.cross(y_axis, z_axis), y_axis, z_axis]))
-            self.front_pose = min(poses, key=lambda pose: np.linalg.norm(rotation_vector(pose @ scene.ee_rotation.T)))
+            self.front_pose = min(poses, key=lambda pose: np.linalg.norm(matrix_to_rotation_vector(pose @ scene.ee_rotation.T)))
         return self.front_pose
 
     def act(self, scene: Scene) -> Command:
@@ -512,7 +479,7 @@ class Slide(Skill):
             before = handle + 0.10 * pull
             if ee[2] < handle[2] + 0.03 and np.linalg.norm((ee - before)[:2]) > 0.03:
                 before[2] = handle[2] + 0.05  # come in from slightly above, not through the drawer
-            turned = np.linalg.norm(rotation_vector(front @ scene.ee_rotation.T)) < 0.15
+            turned = np.linalg.norm(matrix_to_rotation_vector(front @ scene.ee_rotation.T)) < 0.15
             if np.linalg.norm(before - ee) < 0.015 and turned:
                 return self._next("insert", before, OPEN, front)
             return before, front, OPEN, False
@@ -712,6 +679,6 @@ class ScriptedPolicy(BasePolicy):
         position = np.clip((target - scene.ee_pos) / _POS_SCALE * self.position_gain * 4.0, -1.0, 1.0)
         desired = orientation if isinstance(orientation, np.ndarray) else yaw_matrix(orientation) @ _DOWN
         rotation = np.clip(
-            rotation_vector(desired @ scene.ee_rotation.T) / _ROT_SCALE * self.rotation_gain * 2.0, -1.0, 1.0
+            matrix_to_rotation_vector(desired @ scene.ee_rotation.T) / _ROT_SCALE * self.rotation_gain * 2.0, -1.0, 1.0
         )
         return np.concatenate([position, rotation, [gripper]]).astype(np.float32)

@@ -68,3 +68,48 @@ def test_rot6d_is_continuous_where_euler_roll_jumps() -> None:
 @pytest.mark.parametrize("yaw", [0.0, 0.7, -2.5])
 def test_yaw_matrix_is_a_rotation_about_z(yaw: float) -> None:
     np.testing.assert_allclose(geometry.yaw_matrix(yaw), Rotation.from_euler("z", yaw).as_matrix(), atol=1e-12)
+
+
+def test_euler_to_quat_is_scipys_and_inverts_quat_to_euler() -> None:
+    euler = np.random.default_rng(2).uniform(-np.pi, np.pi, (300, 3))
+    quats = geometry.euler_xyz_to_quat(euler)
+    np.testing.assert_allclose(np.abs(np.sum(quats * Rotation.from_euler("xyz", euler).as_quat(), axis=-1)), 1.0, atol=1e-12)
+    back = geometry.euler_xyz_to_quat(geometry.quat_to_euler_xyz(quats))
+    np.testing.assert_allclose(np.abs(np.sum(back * quats, axis=-1)), 1.0, atol=1e-12)  # q or -q
+
+
+def test_the_simulator_and_a_robot_report_one_vector_for_one_pose() -> None:
+    """The same end-effector pose read by the LIBERO env and by a real robot's env gives the same
+    axis-angle (robosuite's, no sign flip) and quaternion, on the poses where conventions part:
+    w < 0 (the gripper pointing down) and angles near pi."""
+    from types import SimpleNamespace
+
+    from vitabench.api.policy import STATE_KEYS
+    from vitabench.api.protocol import load_protocol
+    from vitabench.envs.libero_env import LiberoEnv
+    from vitabench.registry import get_suite
+    from vitabench.robots.driver import RobotState
+    from vitabench.robots.env import RobotEnv
+
+    near_half_turn = Rotation.from_rotvec(np.outer([np.pi - 1e-4, np.pi - 1e-7], [0.6, -0.48, 0.64])).as_quat()
+    quats = np.concatenate([downward_quats(), near_half_turn, -near_half_turn, random_quats(20, 3)])
+    assert (quats[:, 3] < 0).any() and (quats[:, 3] > 0).any()
+
+    class StillArm:
+        name, dof, max_gripper_width = "still", 7, 0.08
+        joint_min, joint_max = -np.ones(7), np.ones(7)
+
+        def connect(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    robot = RobotEnv(get_suite("real_five").task(0), load_protocol("real_robot"), state_keys=STATE_KEYS, driver=StillArm())
+    simulator = SimpleNamespace(state_keys=STATE_KEYS)
+    for quat in quats:
+        raw = {"robot0_eef_pos": np.array([0.1, 0.2, 0.3]), "robot0_eef_quat": quat, "robot0_gripper_qpos": np.array([0.04, -0.04]),
+               "robot0_joint_pos": np.zeros(7)}
+        sim_state = LiberoEnv._state(simulator, raw)
+        robot_state = robot._observation(RobotState(np.zeros(7), np.zeros(7), raw["robot0_eef_pos"], quat, 0.08, 0.0), {})["state"]
+        for key in ("ee_pos", "ee_axis_angle", "ee_quat", "gripper_qpos"):
+            np.testing.assert_array_equal(sim_state[key], robot_state[key], err_msg=key)
+        np.testing.assert_allclose(sim_state["ee_axis_angle"], robosuite_transforms.quat2axisangle(quat.copy()), atol=1e-6)

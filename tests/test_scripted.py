@@ -9,15 +9,8 @@ from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import check_actions
 from vitabench.api.protocol import load_protocol
 from vitabench.envs.libero_env import LiberoEnv
-from vitabench.policies.scripted import (
-    Goal,
-    gripper_yaw,
-    make_skills,
-    parse_goal,
-    rotation_vector,
-    wrap_half_turn,
-    yaw_matrix,
-)
+from vitabench.geometry import matrix_to_rotation_vector, yaw_matrix
+from vitabench.policies.scripted import Goal, gripper_yaw, make_skills, parse_goal, wrap_half_turn
 from vitabench.registry import get_suite, make_policy
 
 PROTOCOL = load_protocol("standard")
@@ -81,15 +74,16 @@ def test_skills_are_ordered_open_first_then_place_then_close_and_turn_on():
 
 
 def test_rotation_helpers_agree_with_each_other():
+    """The expert's gripper yaw reads the geometry module's frames; its commands are the module's rotation vectors."""
     for yaw in (-1.2, 0.0, 0.4, 2.5):
         down = yaw_matrix(yaw) @ np.diag([1.0, -1.0, -1.0])
         assert gripper_yaw(down) == pytest.approx(yaw)
-        np.testing.assert_allclose(rotation_vector(yaw_matrix(yaw)), [0.0, 0.0, yaw], atol=1e-9)
+        np.testing.assert_allclose(matrix_to_rotation_vector(yaw_matrix(yaw)), [0.0, 0.0, yaw], atol=1e-9)
     from scipy.spatial.transform import Rotation
 
     for vector in ([np.pi, 0.0, 0.0], [0.0, 3.1415, 0.0], [0.3, -2.0, 2.2], [1e-3, 0.0, 0.0]):
         rotated = Rotation.from_rotvec(vector).as_matrix()
-        np.testing.assert_allclose(Rotation.from_rotvec(rotation_vector(rotated)).as_matrix(), rotated, atol=1e-6)
+        np.testing.assert_allclose(Rotation.from_rotvec(matrix_to_rotation_vector(rotated)).as_matrix(), rotated, atol=1e-6)
     assert wrap_half_turn(np.pi - 0.1) == pytest.approx(-0.1)
 
 

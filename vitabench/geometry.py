@@ -95,6 +95,22 @@ def quat_to_euler_xyz(quat: np.ndarray) -> np.ndarray:
     return np.stack([roll, pitch, yaw], axis=-1)
 
 
+def euler_xyz_to_quat(euler: np.ndarray) -> np.ndarray:
+    """Quaternions ``[..., 4]`` of roll, pitch, yaw ``[..., 3]`` (extrinsic x-y-z, ``R = Rz Ry Rx``,
+    scipy's ``from_euler("xyz")`` up to the sign of ``q``); the inverse of :func:`quat_to_euler_xyz`."""
+    half = _as_float(euler) / 2.0
+    (cx, cy, cz), (sx, sy, sz) = np.moveaxis(np.cos(half), -1, 0), np.moveaxis(np.sin(half), -1, 0)
+    return np.stack(
+        [
+            sx * cy * cz - cx * sy * sz,
+            cx * sy * cz + sx * cy * sz,
+            cx * cy * sz - sx * sy * cz,
+            cx * cy * cz + sx * sy * sz,
+        ],
+        axis=-1,
+    )
+
+
 def quat_to_rot6d(quat: np.ndarray) -> np.ndarray:
     """The first two columns of the rotation matrix, ``[..., 6]``: continuous in the rotation
     (Zhou et al., CVPR 2019) and the same for ``q`` and ``-q``."""

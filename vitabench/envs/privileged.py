@@ -2,14 +2,14 @@
 
 ``privileged_state(env)`` returns nested dicts of float32 arrays, all in the world frame:
 
-- ``objects``: ``{name: [x, y, z, qw, qx, qy, qz]}`` root-body pose of every object and fixture;
+- ``objects``: ``{name: [x, y, z, qx, qy, qz, qw]}`` root-body pose of every object and fixture;
 - ``bboxes``: ``{name: [xmin, ymin, zmin, xmax, ymax, zmax]}`` axis-aligned box around the
   collision geoms of the object's whole body tree (drawers and doors included);
 - ``extents``: ``{name: [hx, hy, hz, cx, cy, cz]}`` half-sizes and centre of the same geoms in the
   object's root-body frame (the object's own dimensions, independent of how it lies);
 - ``geom_boxes``: ``{name: [G, 6]}`` the same kind of box around each collision geom of the
   object on its own (finer than ``bboxes``: the walls of an open drawer, a basket's rim);
-- ``sites``: ``{name: [x, y, z, qw, qx, qy, qz, sx, sy, sz]}`` pose and half-size of every BDDL
+- ``sites``: ``{name: [x, y, z, qx, qy, qz, qw, sx, sy, sz]}`` pose and half-size of every BDDL
   region site (``basket_1_contain_region``, ``wooden_cabinet_1_top_region``, ...);
 - ``joints``: ``{name: qpos}`` positions of the hinge and slide joints of articulated objects
   (drawers, doors, knobs), in model order;
@@ -19,14 +19,17 @@
 - ``joint_geoms``: ``{"object/joint": [G, 6]}`` world boxes of the collision geoms of the body
   that joint moves (a drawer with its handle, a knob);
 - ``robot_base``: ``[x, y, z]`` of the robot's base (where the arm reaches from).
+
+Quaternions are ``xyzw``, the project's one convention (:mod:`vitabench.geometry`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import mujoco
 import numpy as np
+
+from vitabench.geometry import matrix_to_quat, quat_wxyz_to_xyzw
 
 _FREE_JOINT = 0
 #: Corner signs of a box, for turning a geom's local AABB into its 8 corners.
@@ -38,13 +41,13 @@ def _entities(inner: Any) -> dict[str, Any]:
 
 
 def object_poses(libero_env: Any) -> dict[str, np.ndarray]:
-    """World pose ``[x, y, z, qw, qx, qy, qz]`` of every object and fixture body of the scene."""
+    """World pose ``[x, y, z, qx, qy, qz, qw]`` of every object and fixture body of the scene."""
     inner = libero_env.env
     sim = inner.sim
     poses: dict[str, np.ndarray] = {}
     for name, obj in _entities(inner).items():
         body_id = sim.model.body_name2id(obj.root_body)
-        poses[name] = np.concatenate([sim.data.body_xpos[body_id], sim.data.body_xquat[body_id]]).astype(np.float32)
+        poses[name] = np.concatenate([sim.data.body_xpos[body_id], quat_wxyz_to_xyzw(sim.data.body_xquat[body_id])]).astype(np.float32)
     return poses
 
 
@@ -93,8 +96,7 @@ def region_sites(libero_env: Any) -> dict[str, np.ndarray]:
     sites: dict[str, np.ndarray] = {}
     for name, site in inner.object_sites_dict.items():
         site_id = sim.model.site_name2id(name)
-        quat = np.empty(4)
-        mujoco.mju_mat2Quat(quat, sim.data.site_xmat[site_id])
+        quat = matrix_to_quat(sim.data.site_xmat[site_id].reshape(3, 3))
         size = np.broadcast_to(np.asarray(site.size if site.size is not None else 0.0, dtype=np.float64), (3,))
         sites[name] = np.concatenate([sim.data.site_xpos[site_id], quat, size]).astype(np.float32)
     return sites

@@ -2,7 +2,8 @@
 
 A driver speaks one robot's real protocol (libfranka through franky, PiPer's CAN frames through
 piper-sdk). Units are SI everywhere: metres, radians, seconds; orientations are quaternions in
-``xyzw`` order (robosuite's and LIBERO's). Drivers are built by name with :func:`make_driver`.
+``xyzw`` order, converted only with :mod:`vitabench.geometry` (the convention the LIBERO env, the
+datasets and the models share). Drivers are built by name with :func:`make_driver`.
 """
 
 from __future__ import annotations
@@ -106,35 +107,6 @@ def make_driver(robot: str, args: Mapping[str, Any]) -> RobotDriver:
             f"--robot-arg {', '.join(unknown)} is not an argument of robot {robot!r}; accepted: {', '.join(accepted)}"
         )
     return cls(**args)
-
-
-def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
-    """Rotation vector of a unit quaternion in ``xyzw`` order."""
-    quat = np.asarray(quat_xyzw, dtype=np.float64)
-    quat = quat / max(np.linalg.norm(quat), 1e-12)
-    if quat[3] < 0:
-        quat = -quat
-    sin_half = float(np.linalg.norm(quat[:3]))
-    if sin_half < 1e-9:
-        return np.zeros(3, dtype=np.float32)
-    angle = 2.0 * math.atan2(sin_half, float(quat[3]))
-    return (quat[:3] / sin_half * angle).astype(np.float32)
-
-
-def euler_xyz_to_quat(rx: float, ry: float, rz: float) -> np.ndarray:
-    """Quaternion (``xyzw``) of fixed-axis X, then Y, then Z rotations (``R = Rz @ Ry @ Rx``)."""
-    cx, sx = math.cos(rx / 2), math.sin(rx / 2)
-    cy, sy = math.cos(ry / 2), math.sin(ry / 2)
-    cz, sz = math.cos(rz / 2), math.sin(rz / 2)
-    return np.array(
-        [
-            sx * cy * cz - cx * sy * sz,
-            cx * sy * cz + sx * cy * sz,
-            cx * cy * sz - sx * sy * cz,
-            cx * cy * cz + sx * sy * sz,
-        ],
-        dtype=np.float64,
-    )
 
 
 def parse_robot_args(pairs: list[str]) -> dict[str, Any]:

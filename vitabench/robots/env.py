@@ -38,7 +38,8 @@ from vitabench.api.policy import ACTION_DIM, STATE_KEYS
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Task
 from vitabench.robots.cameras import Camera, open_camera
-from vitabench.robots.driver import RobotDriver, RobotState, make_driver, quat_to_axis_angle
+from vitabench.geometry import quat_to_axis_angle
+from vitabench.robots.driver import RobotDriver, RobotState, make_driver
 from vitabench.robots.operator import EpisodeInvalid, Label, Operator
 from vitabench.robots.recording import EpisodeRecording, recording_path
 from vitabench.robots.safety import SafetyEvent, SafetyLimits, check_action, check_state_finite, limit_joint_targets, limit_twist
@@ -179,7 +180,7 @@ class RobotEnv(gym.Env):
         half = state.gripper_width / 2
         full = {
             "ee_pos": state.ee_pos.astype(np.float32),
-            "ee_axis_angle": quat_to_axis_angle(state.ee_quat),
+            "ee_axis_angle": quat_to_axis_angle(state.ee_quat).astype(np.float32),
             "ee_quat": state.ee_quat.astype(np.float32),
             "gripper_qpos": np.array([half, -half], dtype=np.float32),
             "joint_pos": state.joint_pos.astype(np.float32),

@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from vitabench.robots.driver import RobotError, RobotState, euler_xyz_to_quat
+from vitabench.geometry import euler_xyz_to_quat
+from vitabench.robots.driver import RobotError, RobotState
 
 #: Joint limits (rad) from AgileX's PiPer manual.
 JOINT_MIN = np.radians([-150.0, 0.0, -170.0, -100.0, -70.0, -120.0])
@@ -133,7 +134,7 @@ class PiperDriver:
             joint_pos=joints,
             joint_vel=speeds,
             ee_pos=position,
-            ee_quat=euler_xyz_to_quat(*angles),
+            ee_quat=euler_xyz_to_quat(angles),
             gripper_width=float(gripper),
             stamp=time.monotonic(),
         )

@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from vitabench.robots.driver import RobotState, quat_to_axis_angle
+from vitabench.geometry import quat_to_axis_angle
+from vitabench.robots.driver import RobotState
 
 #: camera name -> LIBERO observation key.
 LIBERO_IMAGE_KEYS = {"agentview": "agentview_rgb", "robot0_eye_in_hand": "eye_in_hand_rgb"}
@@ -90,7 +91,7 @@ class EpisodeRecording:
             for camera, frames in self.images.items():
                 obs.create_dataset(image_key(camera), data=np.stack(frames), compression="gzip", compression_opts=4)
             ee_pos = np.stack([s.ee_pos for s in self.states]).astype(np.float32)
-            ee_ori = np.stack([quat_to_axis_angle(s.ee_quat) for s in self.states]).astype(np.float32)
+            ee_ori = quat_to_axis_angle(np.stack([s.ee_quat for s in self.states])).astype(np.float32)
             obs.create_dataset("ee_pos", data=ee_pos)
             obs.create_dataset("ee_ori", data=ee_ori)
             obs.create_dataset("ee_states", data=np.concatenate([ee_pos, ee_ori], axis=1))
