@@ -19,19 +19,32 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import Observation, Policy
+from vitabench.api.policy import Observation, Policy, Provenance, policy_provenance
 from vitabench.wrappers import PolicyWrapper
 
 
 class PvaPolicy(PolicyWrapper):
-    """``inner`` seeing every camera image through ``aligner`` (a :class:`vitabench.pva.models.Aligner`)."""
+    """``inner`` seeing every camera image through ``aligner`` (a :class:`vitabench.pva.models.Aligner`).
+
+    Its provenance is the inner policy's (trained protocol included), with a checkpoint hash over
+    both the inner weights and the aligner's, and the aligner in the lineage.
+    """
 
     def __init__(self, inner: Policy, aligner: Any, aligner_hash: str, device: str = "cpu") -> None:
         super().__init__(inner)
         self.aligner = aligner.to(device)
         self.device = device
-        inner_hash = getattr(inner, "checkpoint_hash", None) or "none"
-        self.checkpoint_hash = hashlib.sha256(f"{inner_hash}:{aligner_hash}".encode()).hexdigest()[:16]
+        self.aligner_hash = aligner_hash
+
+    @property
+    def provenance(self) -> Provenance:
+        inner = policy_provenance(self.inner)
+        combined = hashlib.sha256(f"{inner.checkpoint_hash or 'none'}:{self.aligner_hash}".encode()).hexdigest()[:16]
+        return Provenance(
+            checkpoint_hash=combined,
+            trained_protocol=inner.trained_protocol,
+            lineage={"aligner": self.aligner_hash, "inner": inner.to_dict()},
+        )
 
     def align(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[..., H, W, 3]`` -> aligned uint8, same shape; one batched forward pass."""

@@ -2,8 +2,8 @@
 
 ``--policy remote --policy-arg url=ws://HOST:PORT`` talks, through ``openpi_client``, to
 
-* a ``vitabench serve`` server (its metadata says ``"server": "vitabench"``): the spec comes from
-  the server; ``reset`` is forwarded per slot and one ``act`` over several slots is ONE batched
+* a ``vitabench serve`` server (its metadata says ``"server": "vitabench"``): the spec and the
+  provenance (checkpoint, trained protocol) come from the server; ``reset`` is forwarded per slot and one ``act`` over several slots is ONE batched
   request (see :mod:`vitabench.serving`);
 * any other openpi-style server (π0, π0.5, OpenVLA-OFT, ...): each observation is mapped to openpi's
   LIBERO keys, ``observation/image`` (agentview) and ``observation/wrist_image`` (wrist camera),
@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, check_actions
+from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, Provenance, check_actions
 from vitabench.api.suite import Task
 from vitabench.serving import (
     ACT_KEY,
@@ -120,6 +120,7 @@ class RemotePolicy(BasePolicy):
         self.is_vitabench = self.metadata.get("server") == "vitabench"
         if self.is_vitabench:
             self.spec = spec_from_dict(self.metadata["spec"])
+            self.provenance = Provenance.from_dict(self.metadata.get("provenance") or {})
         else:
             self.spec = PolicySpec(cameras=tuple(OPENPI_CAMERAS.values()), state_keys=OPENPI_STATE_KEYS, chunk=int(chunk))
         if replan_steps is not None:

@@ -243,7 +243,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
     fails("preset=paper needs vlm=DIR", name="vita_vla", preset="paper")
     fails("holds a 'teacher' model, not a 'vita_vla' model", name="vita_vla", checkpoint=str(teacher_dir))
     fails(r"trained with cameras agentview, robot0_eye_in_hand, not agentview", checkpoint=str(teacher_dir), cameras="agentview")
-    fails(r"trained under vita_vla_paper@1#\w+, not standard@", checkpoint=str(teacher_dir), protocol="standard")
+    fails(r"trained under vita_vla_paper@2#\w+, not standard@", checkpoint=str(teacher_dir), protocol="standard")
     fails("trained with state_encoder=True, not False", name="vita_vla", checkpoint=str(checkpoints["vita_vla"]), state_encoder="false")
 
     broken = tmp_path / "broken"
@@ -320,7 +320,8 @@ def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, 
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
     refused = subprocess.run([*base, "--protocol", "standard", "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300, env=env)
     assert refused.returncode == 2
-    assert "trained under protocol vita_vla_paper@1#" in refused.stderr and "not standard@1#" in refused.stderr
+    assert "trained under protocol vita_vla_paper@2#" in refused.stderr and "differ from standard@2#" in refused.stderr
+    assert "resolution 128 vs 256" in refused.stderr
     assert not (tmp_path / "a" / "episodes.jsonl").exists()
     accepted = subprocess.run(
         [*base, "--protocol", "vita_vla_paper", "--max-steps", "3", "--out", str(tmp_path / "b")],

@@ -14,7 +14,7 @@ from robosuite.utils.transform_utils import quat2axisangle
 
 from test_serving import BOOT_CLI, start, stop
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, PolicySpec
+from vitabench.api.policy import BasePolicy, PolicySpec, Provenance
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
 from vitabench.registry import make_policy
@@ -40,7 +40,7 @@ class ProbePolicy(BasePolicy):
     ) -> None:
         keys = tuple(filter(None, state_keys.split(",")))
         self.spec = PolicySpec(cameras=tuple(cameras.split(",")), state_keys=keys, chunk=2)
-        self.trained_protocol = trained_protocol
+        self.provenance = Provenance(trained_protocol=trained_protocol)
 
     def act(self, observations, slots=None):
         out = np.zeros((len(observations), 2, 7), np.float32)
@@ -312,9 +312,9 @@ def test_served_protocol_follows_the_checkpoint_and_refuses_another():
     assert served_protocol(ProbePolicy()).name == "standard"
     paper = load_protocol("vita_vla_paper")
     trained = {"name": paper.name, "version": paper.version, "hash": paper.hash, "ref": paper.ref}
-    wrapped = ChunkExecution(ProbePolicy(trained_protocol=trained), 1)  # found through wrappers
+    wrapped = ChunkExecution(ProbePolicy(trained_protocol=trained), 1)  # forwarded by wrappers
     assert served_protocol(wrapped) == paper
-    with pytest.raises(VitabenchError, match="trained under protocol vita_vla_paper@.*, not standard@"):
+    with pytest.raises(VitabenchError, match="trained under protocol vita_vla_paper@2#.*differ from standard@2#.*resolution 128 vs 256"):
         served_protocol(wrapped, load_protocol("standard"))
     spec = PolicySpec(cameras=("agentview",), resolution=64)
     assert OpenpiConversion.for_policy(spec, paper).resolution == 64  # the policy's own resolution first

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, PolicySpec
+from vitabench.api.policy import NO_PROVENANCE, BasePolicy, PolicySpec, Provenance, policy_provenance
 from vitabench.api.suite import Task
 from vitabench.wrappers import ChunkExecution, History, TemporalEnsemble, ensemble_weights, wrap_policy
 
@@ -186,3 +186,14 @@ def test_wrap_policy_stacks_history_inside_ensembling():
     assert policy([{"t": 0}][0]).shape == (7,)  # a plain gym loop: one observation, one action
     with pytest.raises(VitabenchError, match="not both"):
         wrap_policy(inner, execute=2, ensemble=0.01)
+
+
+def test_every_wrapper_forwards_the_inner_provenance():
+    inner = CountingPolicy(chunk=4)
+    assert policy_provenance(inner) is NO_PROVENANCE and policy_provenance(object()) is NO_PROVENANCE
+    inner.provenance = Provenance("abc", {"name": "distill_64", "version": "1", "hash": "h", "ref": "distill_64@1#h"}, {"variant": "x"})
+    for wrapped in (ChunkExecution(inner, 2), TemporalEnsemble(inner), History(inner, 3), wrap_policy(inner, history=2, ensemble=0.01)):
+        assert policy_provenance(wrapped) is inner.provenance and wrapped.checkpoint_hash == "abc"
+    inner.provenance = {"checkpoint_hash": "abc"}
+    with pytest.raises(TypeError, match="CountingPolicy.provenance is a dict; accepted: a vitabench.api.Provenance"):
+        policy_provenance(History(inner, 2))

@@ -4,7 +4,8 @@ Wire format (msgpack with numpy arrays, ``openpi_client.msgpack_numpy``):
 
 * on connect the server sends a metadata dict: ``{"server": "vitabench", "protocol": 1,
   "policy": name, "policy_args": {...}, "spec": {PolicySpec fields}, "max_message_bytes": N,
-  "openpi": {OpenpiConversion fields}}``;
+  "openpi": {OpenpiConversion fields}, "provenance": {Provenance fields}}`` (a ``remote`` client
+  forwards the provenance, so ``vitabench run`` checks and records a served checkpoint as its own);
 * every request is one binary msgpack map, answered by one binary msgpack map:
 
   - ``{"vitabench/reset": {"task": {Task fields}, "slot": int, "seed": int | None}}`` resets the
@@ -46,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence, get_args
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import Policy, PolicySpec, check_actions
+from vitabench.api.policy import Policy, PolicySpec, check_actions, policy_provenance
 from vitabench.api.protocol import ImageOrientation, Protocol
 from vitabench.api.suite import Task
 
@@ -222,26 +223,18 @@ class OpenpiConversion:
         return image_tools.resize_with_pad(np.ascontiguousarray(image), self.resolution, self.resolution)
 
 
-def trained_protocol(policy: Any) -> Mapping[str, Any] | None:
-    """The protocol a policy's checkpoint was trained under, looking through wrappers (``inner``)."""
-    while policy is not None:
-        trained = getattr(policy, "trained_protocol", None)
-        if trained:
-            return trained
-        policy = getattr(policy, "inner", None)
-    return None
-
-
 def served_protocol(policy: Policy, protocol: Protocol | None = None) -> Protocol:
     """The protocol whose observations openpi messages are converted to: ``protocol``, else the one
-    the policy's checkpoint was trained under, else :data:`DEFAULT_PROTOCOL`. A checkpoint refuses
-    any other protocol, as in ``vitabench run``."""
+    the policy's checkpoint was trained under (its ``provenance``, which wrappers forward), else
+    :data:`DEFAULT_PROTOCOL`. A checkpoint refuses a protocol that observes otherwise, as in
+    ``vitabench run``."""
     from vitabench.api.protocol import load_protocol
-    from vitabench.runner.evaluation import check_trained_protocol
+    from vitabench.runner.evaluation import check_trained_protocol, trained_protocol_fields
 
-    trained = trained_protocol(policy)
+    trained = policy_provenance(policy).trained_protocol
     if protocol is None:
-        protocol = load_protocol(str(trained["name"]) if trained else DEFAULT_PROTOCOL)
+        known = trained_protocol_fields(trained) if trained else None
+        protocol = known or load_protocol(str(trained["name"]) if trained else DEFAULT_PROTOCOL)
     check_trained_protocol(trained, protocol)
     return protocol
 
@@ -312,6 +305,7 @@ class PolicyServer:
             "spec": spec_to_dict(policy.spec),
             "max_message_bytes": max_message_bytes,
             "openpi": dataclasses.asdict(self.openpi),
+            "provenance": policy_provenance(policy).to_dict(),
         }
         self._policy_lock = threading.Lock()
         self._slot_ids = itertools.count()

@@ -10,7 +10,9 @@ So a wrapper decides execution by the chunk it returns:
   weighted average of every prediction made so far for the current step;
 * :class:`History`: give the inner policy the last ``h`` observations of its slot.
 
-Wrappers stack, e.g. ``TemporalEnsemble(History(model, 7))`` as VITA-VLA runs on LIBERO.
+Wrappers stack, e.g. ``TemporalEnsemble(History(model, 7))`` as VITA-VLA runs on LIBERO. Every
+wrapper forwards the inner policy's ``provenance`` (its checkpoint and trained protocol), so the
+runner and the server check and record a wrapped checkpoint as they do a bare one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, check_actions
+from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, check_actions, policy_provenance
 from vitabench.api.suite import Task
 
 
@@ -39,11 +41,16 @@ def batch_slots(observations: Sequence[Observation], slots: Sequence[int] | None
 
 
 class PolicyWrapper(BasePolicy):
-    """A policy around ``inner``: forwards ``reset`` (after clearing its own slot state) and ``close``."""
+    """A policy around ``inner``: forwards ``provenance``, ``reset`` (after clearing its own slot
+    state) and ``close``."""
 
     def __init__(self, inner: Policy) -> None:
         self.inner = inner
         self.spec = inner.spec
+
+    @property
+    def provenance(self) -> Provenance:
+        return policy_provenance(self.inner)
 
     def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
         self.clear_slot(slot)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, Observation, PolicySpec
+from vitabench.api.policy import NO_PROVENANCE, BasePolicy, Observation, PolicySpec, Provenance, lineage_summary
 from vitabench.api.suite import Task
 
 logger = logging.getLogger("vitabench.policies")
@@ -63,8 +63,7 @@ class ModelPolicy(BasePolicy):
         *,
         device: str = "auto",
         resolution: int | None = None,
-        checkpoint_hash: str | None = None,
-        trained_protocol: dict[str, str] | None = None,
+        provenance: Provenance = NO_PROVENANCE,
     ) -> None:
         from vitabench.policies.models.common import resolve_device
 
@@ -78,8 +77,7 @@ class ModelPolicy(BasePolicy):
             history=config.history,
             chunk=config.chunk,
         )
-        self.checkpoint_hash = checkpoint_hash
-        self.trained_protocol = trained_protocol
+        self.provenance = provenance
         self.state_rotation: str = getattr(config, "state_rotation", "euler")
         self._frames: dict[int, deque[Frame]] = {}
 
@@ -179,10 +177,7 @@ def with_ensembling(policy: ModelPolicy, ensemble: Any) -> Any:
         raise VitabenchError(f"ensemble={ensemble!r}; accepted: a number (0.01 in VITA-VLA) or none") from None
     from vitabench.wrappers import TemporalEnsemble
 
-    wrapped = TemporalEnsemble(policy, m=m)
-    wrapped.checkpoint_hash = policy.checkpoint_hash
-    wrapped.trained_protocol = policy.trained_protocol
-    return wrapped
+    return TemporalEnsemble(policy, m=m)
 
 
 def make_model_policy(
@@ -223,13 +218,15 @@ def make_model_policy(
             if name in saved.config and saved.config[name] != (list(value) if isinstance(value, tuple) else value):
                 raise CheckpointError(f"checkpoint {saved.directory} was trained with {name}={saved.config[name]!r}, not {value!r}")
         model = load_model(saved, config_class, from_saved)
-        return ModelPolicy(
-            model,
-            device=device,
-            resolution=resolution or saved.spec.resolution,
+        from vitabench.training.lineage import LINEAGE_FILE, read_lineage
+
+        has_lineage = (saved.directory / LINEAGE_FILE).is_file()
+        provenance = Provenance(
             checkpoint_hash=saved.weights_hash,
             trained_protocol=saved.protocol,
+            lineage=lineage_summary(read_lineage(saved.directory)) if has_lineage else None,
         )
+        return ModelPolicy(model, device=device, resolution=resolution or saved.spec.resolution, provenance=provenance)
     if preset is None:
         shipped = ", ".join(shipped_checkpoints(kind)) or "none"
         raise VitabenchError(

@@ -10,7 +10,9 @@ from vitabench.api.policy import (
     Policy,
     PolicyInfo,
     PolicySpec,
+    Provenance,
     check_actions,
+    policy_provenance,
 )
 from vitabench.api.protocol import Protocol, ProtocolError, load_protocol, preset_names
 from vitabench.api.registry import Registry, RegistryEntry, RegistryError
@@ -28,6 +30,7 @@ __all__ = [
     "PolicyInfo",
     "PolicySpec",
     "Protocol",
+    "Provenance",
     "ProtocolError",
     "Registry",
     "RegistryEntry",
@@ -39,5 +42,6 @@ __all__ = [
     "check_actions",
     "episode_seed",
     "load_protocol",
+    "policy_provenance",
     "preset_names",
 ]

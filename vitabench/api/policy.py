@@ -8,6 +8,11 @@ Observations are dicts produced by a suite's environment::
 
 ``act`` takes a batch of observations (one per environment slot) and returns a float32
 array ``[B, chunk, 7]`` of actions in ``[-1, 1]`` (delta end-effector pose + gripper).
+
+A policy with trained weights says where they come from in ``provenance`` (a
+:class:`Provenance`: checkpoint hash, the protocol it was trained under, lineage); every wrapper
+forwards its inner policy's. The runner checks the trained protocol against the run's and stamps
+the provenance on every record; a policy without ``provenance`` has none.
 """
 
 from __future__ import annotations
@@ -58,9 +63,71 @@ class PolicySpec:
             raise ValueError(f"history={self.history} and chunk={self.chunk} must be >= 1")
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a policy's weights come from; empty for a policy without trained weights.
+
+    ``trained_protocol``: ``{name, version, hash, ref}`` of the protocol the checkpoint's data was
+    collected under (plus ``fields``, its full :meth:`Protocol.to_dict`, when recorded).
+    ``lineage``: the training stages that made the weights (see :func:`lineage_summary`).
+    """
+
+    checkpoint_hash: str | None = None
+    trained_protocol: Mapping[str, Any] | None = None
+    lineage: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint_hash": self.checkpoint_hash,
+            "trained_protocol": None if self.trained_protocol is None else dict(self.trained_protocol),
+            "lineage": None if self.lineage is None else dict(self.lineage),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """The inverse of :meth:`to_dict` (e.g. from a policy server's metadata)."""
+        return cls(data.get("checkpoint_hash"), data.get("trained_protocol"), data.get("lineage"))
+
+
+NO_PROVENANCE = Provenance()
+
+
+def policy_provenance(policy: Any) -> Provenance:
+    """``policy.provenance``, or :data:`NO_PROVENANCE` for a policy that declares none."""
+    provenance = getattr(policy, "provenance", None)
+    if provenance is None:
+        return NO_PROVENANCE
+    if not isinstance(provenance, Provenance):
+        raise TypeError(f"{type(policy).__name__}.provenance is a {type(provenance).__name__}; accepted: a vitabench.api.Provenance")
+    return provenance
+
+
+def lineage_summary(lineage: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a checkpoint's ``lineage.json`` a record carries: kind, variant, and per stage
+    its name, weights hash and data files' sha256; the teacher's and backbone's identity."""
+    teacher = lineage.get("teacher")
+    return {
+        "kind": lineage.get("kind"),
+        "variant": lineage.get("variant"),
+        "stages": [
+            {
+                "stage": stage.get("stage"),
+                "weights_hash": stage.get("weights_hash"),
+                "data": [info.get("sha256") for info in stage.get("data", [])],
+            }
+            for stage in lineage.get("stages", [])
+        ],
+        "teacher": None if teacher is None else teacher.get("weights_hash"),
+        "backbone": lineage.get("backbone"),
+    }
+
+
 @runtime_checkable
 class Policy(Protocol):
-    """A batched policy. ``slots`` name the environment slots of a batch (default 0..B-1)."""
+    """A batched policy. ``slots`` name the environment slots of a batch (default 0..B-1).
+
+    Optional: ``provenance`` (:class:`Provenance`), ``close()``.
+    """
 
     spec: PolicySpec
 
@@ -71,22 +138,34 @@ class Policy(Protocol):
         """Actions ``[B, chunk, 7]`` for a batch of observations."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolicyInfo:
-    """How a policy instance is described on every record."""
+    """How a policy instance is described on every record: its registered name and arguments,
+    and its provenance (``checkpoint_hash``, ``trained_protocol``, ``lineage``, flattened)."""
 
     name: str
     args: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint_hash: str | None = None
+    provenance: Provenance = NO_PROVENANCE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "args": dict(self.args), "checkpoint_hash": self.checkpoint_hash}
+        """The record's ``policy``; the trained protocol by identity only (``name``, ``version``, ``hash``, ``ref``)."""
+        provenance = self.provenance.to_dict()
+        trained = provenance["trained_protocol"]
+        if trained is not None:
+            provenance["trained_protocol"] = {k: trained[k] for k in ("name", "version", "hash", "ref") if k in trained}
+        return {"name": self.name, "args": dict(self.args), **provenance}
 
 
 class BasePolicy:
-    """Convenience base: stateless reset, and a single-observation call for plain gym loops."""
+    """Convenience base: stateless reset, no provenance, and a single-observation call for plain gym loops."""
 
     spec: PolicySpec = PolicySpec()
+    provenance: Provenance = NO_PROVENANCE
+
+    @property
+    def checkpoint_hash(self) -> str | None:
+        """Shorthand for ``provenance.checkpoint_hash``."""
+        return self.provenance.checkpoint_hash
 
     def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
         del task, slot, seed

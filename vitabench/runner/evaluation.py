@@ -31,8 +31,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from vitabench.api.episode import Episode, EpisodeRecord, Manifest, build_manifest
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import PolicySpec
-from vitabench.api.protocol import Protocol, load_protocol
+from vitabench.api.policy import PolicyInfo, PolicySpec, policy_provenance
+from vitabench.api.protocol import Protocol, find_protocol, load_protocol
 from vitabench.runner.executor import EpisodeResult, Executor, LocalExecutor, RunPlan
 from vitabench.runner.store import RunDirError, RunStore, records_frame
 from vitabench.runner.summary import print_summary, tally
@@ -179,21 +179,47 @@ def export_parquet(run_dir: str | Path, path: str | Path | None = None) -> Path:
     return target
 
 
-def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol) -> None:
-    """Refuse to evaluate a checkpoint under a protocol other than the one it was trained under.
+def trained_protocol_fields(trained: Mapping[str, Any]) -> Protocol | None:
+    """The full protocol a checkpoint names as trained under: the fields it records, else the preset
+    (current or superseded) of that name, version and hash; ``None`` when neither is known."""
+    if trained.get("fields"):
+        return Protocol.from_dict(trained["fields"], source=f"trained protocol {trained.get('ref')}")
+    return find_protocol(str(trained.get("name")), str(trained.get("version")), str(trained.get("hash")))
 
-    A protocol derived from the trained one (``--max-steps``, ``--seed``, ``--init-states``,
-    ``--domain``, which keep its observations) is accepted; its name starts with the trained name.
+
+def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol) -> None:
+    """Refuse, in one line naming the difference, to evaluate a checkpoint under a protocol whose
+    observations differ from those it was trained on.
+
+    Compared: :data:`~vitabench.api.protocol.OBSERVATION_FIELDS` (cameras, resolution, orientation,
+    settle steps and action, control frequency, simulator, domain); not which episodes run (seed,
+    fixture rule, init states, episodes per task, step limits, success rule), so ``--max-steps``,
+    ``--seed`` and ``--init-states`` stay accepted, and so does a newer version of the trained
+    preset that changed only those. A domain added with ``--domain`` is a deliberate visual shift
+    and accepted. When the trained protocol's fields are unknown (neither recorded nor a preset),
+    only that protocol and protocols derived from it are accepted.
     """
     if not trained or trained.get("hash") == protocol.hash:
         return
-    base_name = protocol.name.split("+", 1)[0]
-    if protocol.derived_from is not None and base_name == trained.get("name") and protocol.version == trained.get("version"):
-        return
-    raise VitabenchError(
-        f"the checkpoint was trained under protocol {trained.get('ref', trained.get('name'))}, "
-        f"not {protocol.ref}; run it with --protocol {trained.get('name')} (overrides such as --max-steps are fine)"
-    )
+    ref = trained.get("ref") or f"{trained.get('name')}@{trained.get('version')}"
+    known = trained_protocol_fields(trained)
+    if known is None:
+        base_name = protocol.name.split("+", 1)[0]
+        if protocol.derived_from is not None and base_name == trained.get("name") and protocol.version == str(trained.get("version")):
+            return
+        raise VitabenchError(
+            f"the checkpoint was trained under protocol {ref}, not {protocol.ref}, and that protocol's fields are not known; "
+            f"run it with --protocol {trained.get('name')} (overrides such as --max-steps are fine)"
+        )
+    differences = known.observation_differences(protocol)
+    if "+domain=" in protocol.name:
+        differences = [d for d in differences if not d.startswith("domain ")]
+    if differences:
+        raise VitabenchError(
+            f"the checkpoint was trained under protocol {ref}, whose observations differ from {protocol.ref}: "
+            f"{'; '.join(differences)}; run it with --protocol {known.name}@{known.version} or one that observes the same "
+            "(--max-steps, --seed, --init-states, --domain are fine)"
+        )
 
 
 def _robot_env_kwargs(suite: Any, robot: str | None, robot_args: Mapping[str, Any] | None, workers: int, out: Path) -> tuple:
@@ -274,8 +300,9 @@ def run_evaluation(
         policy = make_policy(policy_record["name"], **policy_record["args"])
     except TypeError as exc:
         raise VitabenchError(f"policy {policy_record['name']!r} rejected its arguments {_describe(policy_record['args'])}: {exc}") from None
-    policy_record["checkpoint_hash"] = getattr(policy, "checkpoint_hash", None)
-    check_trained_protocol(getattr(policy, "trained_protocol", None), resolved)
+    provenance = policy_provenance(policy)
+    check_trained_protocol(provenance.trained_protocol, resolved)
+    policy_record = PolicyInfo(policy_record["name"], policy_record["args"], provenance).to_dict()
     with exclusive(out):
         if occupied:
             _check_checkpoint(store, policy_record["checkpoint_hash"])
