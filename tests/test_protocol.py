@@ -40,6 +40,7 @@ def test_presets_follow_their_loops_fixture_rules() -> None:
     assert {**standard.to_dict(), "name": "", "description": ""} == {**openpi.to_dict(), "name": "", "description": "", "version": "2"}
     assert "openpi" in standard.description and "(k+1)-th" in standard.description
     assert [standard.fixture_draw(k) for k in (0, 1, 49)] == [1, 2, 50]
+    assert standard.with_max_steps(5).with_seed(3).fixture_draw(49) == 50  # derivations keep the rule
     assert [paper.fixture_draw(k) for k in (0, 1, 49)] == [2, 2, 2] and paper.version == "2"
     for name in ("vita_vla_128", "distill_64", "real_robot"):
         assert load_protocol(name).fixture_draw(49) == 1 and "fixture_rule" not in load_protocol(name).to_dict()

@@ -73,11 +73,11 @@ def list_protocols(as_json: bool = JSON_OPTION) -> None:
 
     protocols = [load_protocol(name) for name in preset_names()]
     if as_json:
-        echo_json([{"name": p.name, "version": p.version, "hash": p.hash, **p.to_dict()} for p in protocols])
+        echo_json([{"name": p.name, "version": p.version, "hash": p.hash, **p.to_dict(), "fixture_rule": p.fixture_rule} for p in protocols])
         return
     _print(
         "protocols",
-        ["name", "version", "hash", "steps", "settle", "cameras", "px", "orientation", "seed"],
+        ["name", "version", "hash", "steps", "settle", "cameras", "px", "orientation", "seed", "fixtures"],
         [
             [
                 p.name,
@@ -89,6 +89,7 @@ def list_protocols(as_json: bool = JSON_OPTION) -> None:
                 p.resolution,
                 p.image_orientation,
                 f"{p.seed} ({p.seed_rule})",
+                p.fixture_rule,
             ]
             for p in protocols
         ],
