@@ -77,9 +77,9 @@ def test_matrix_policies_as_rows_suites_as_columns(runs) -> None:
 def test_different_protocols_are_separate_rows_and_said_so(runs, tmp_path) -> None:
     report = build_report([runs["good_object"], runs["paper_object"]])
     protocols = dict(zip(report.matrix["label"], report.matrix["protocol"]))
-    assert protocols["good"].startswith("standard@1#") and protocols["paper"].startswith("vita_vla_paper@1#")
+    assert protocols["good"].startswith("standard@2#") and protocols["paper"].startswith("vita_vla_paper@2#")
     mixed = [n for n in report.notes if n.startswith("MIXED PROTOCOLS")]
-    assert mixed and "standard@1#" in mixed[0] and "vita_vla_paper@1#" in mixed[0]
+    assert mixed and "standard@2#" in mixed[0] and "vita_vla_paper@2#" in mixed[0]
     # The same policy under two protocols never lands in one row.
     other = write_run(tmp_path / "good_paper", "good", "libero_object", first_k(1), protocol="vita_vla_paper")
     matrix = build_report([runs["good_object"], other]).matrix
@@ -98,7 +98,7 @@ def test_cli_report_formats(runs, tmp_path) -> None:
     dirs = [str(runs["good_object"]), str(runs["good_spatial"]), str(runs["bad_object"])]
     md = cli("report", *dirs, "--format", "md")
     assert md.returncode == 0, md.stderr
-    assert "| good | standard@1#" in md.stdout and "77.8 [54.8, 91.0]" in md.stdout  # 14/18
+    assert "| good | standard@2#" in md.stdout and "77.8 [54.8, 91.0]" in md.stdout  # 14/18
     assert "errors" in md.stdout and "excluded from the denominator" in md.stdout
     out = tmp_path / "r.json"
     assert cli("report", *dirs, "--out", str(out)).returncode == 0  # format from the suffix
@@ -110,7 +110,7 @@ def test_cli_report_formats(runs, tmp_path) -> None:
     frame = pd.read_csv(csv)
     assert set(frame["level"]) == {"task", "suite", "overall"}
     latex = cli("report", *dirs, "--format", "latex").stdout
-    assert r"\begin{tabular}" in latex and r"libero\_object" in latex and r"standard@1\#" in latex
+    assert r"\begin{tabular}" in latex and r"libero\_object" in latex and r"standard@2\#" in latex
     term = cli("report", *dirs).stdout
     assert "Success rate (%) by suite" in term and "Protocols" in term
 

@@ -352,7 +352,7 @@ def test_resume_retries_errors_and_repairs_torn_line(tmp_path: Path) -> None:
     assert config["versions"]["mujoco"] and config["versions"]["numpy"] == np.__version__
     assert len(config["git"]["commit"]) == 40
     assert config["protocol"]["name"] == "standard+max_steps=5" and config["protocol"]["max_steps"]["libero_object"] == 5
-    assert config["policy"] == {"name": "zero", "args": {}, "checkpoint_hash": None}
+    assert config["policy"] == {"name": "zero", "args": {}, "checkpoint_hash": None, "trained_protocol": None, "lineage": None}
     import pandas as pd
 
     table = pd.read_parquet(out / "episodes.parquet")  # the latest record of each episode
