@@ -1,6 +1,8 @@
 """The whole distillation chain at tiny size on real LIBERO data, driven through the CLI:
 collect scripted demos -> train the teacher -> stage 1 align -> stage 2 finetune -> evaluate
-teacher and student with ``vitabench run``. Every stage's loss must fall."""
+teacher and student with ``vitabench run``. Every stage's loss must fall. And the teacher
+recipe's data: DART demos and DAgger rollouts whose labels are the expert's own actions on the
+states that were visited (replayed here), and a teacher continued on them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -70,3 +74,75 @@ def test_collect_train_distill_evaluate(tmp_path: Path) -> None:
         assert [e["status"] for e in episodes] == ["ok", "ok"]
         assert all(e["steps"] == 12 or e["success"] for e in episodes)
         assert episodes[0]["policy"]["checkpoint_hash"] == lineage(checkpoint)["stages"][-1]["weights_hash"]
+
+
+def expert_labels_on(path: Path, demo: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(recorded labels, the scripted expert's actions)`` along demo ``demo``'s executed actions,
+    replayed from its init state in a camera-free env: labels must be the expert's own."""
+    from vitabench.api.protocol import Protocol
+    from vitabench.envs.libero_env import LiberoEnv
+    from vitabench.registry import get_suite, make_policy
+
+    with h5py.File(path) as handle:
+        group = handle[f"data/demo_{demo}"]
+        labels = np.asarray(group["actions"], dtype=np.float32)
+        executed = np.asarray(group["executed_actions"], dtype=np.float32)
+        task_id, init_state = int(group.attrs["task_id"]), int(group.attrs["init_state"])
+        protocol = Protocol.from_dict(json.loads(handle["data"].attrs["protocol"]))
+    task = get_suite("libero_object").task(task_id)
+    expert = make_policy("scripted")
+    env = LiberoEnv(task, protocol, privileged=True, state_keys=expert.spec.state_keys)
+    try:
+        observation, _ = env.reset(seed=protocol.seed, options={"init_state": init_state})
+        expert.reset(task, 0, protocol.seed)
+        replayed = []
+        for action in executed:
+            replayed.append(expert.act([observation], [0])[0, 0])
+            observation, *_ = env.step(action)
+    finally:
+        env.close()
+    return labels, np.stack(replayed)
+
+
+def test_dart_and_dagger_data_and_a_continued_teacher(tmp_path: Path) -> None:
+    """DART runs noisy actions under clean expert labels; DAgger runs the learner (or, with
+    probability beta, the expert) and labels every visited state with the expert's action; a
+    teacher continued on both keeps its config and extends its lineage."""
+    dart = tmp_path / "dart.hdf5"
+    out = vitabench("collect", "--suite", "libero_object", "--tasks", "0", "--episodes", "1", "--first-init-state", "3",
+                    "--protocol", "distill_64", "--noise", "0.3", "--out", str(dart))
+    assert "task 0: kept 1, failed 0" in out
+    labels, replayed = expert_labels_on(dart, 0)
+    np.testing.assert_allclose(labels, replayed, atol=1e-6)
+    with h5py.File(dart) as handle:
+        executed = np.asarray(handle["data/demo_0/executed_actions"])
+        assert json.loads(handle["data"].attrs["collected_with"])["noise"] == 0.3
+    assert np.abs(executed[:, :6] - labels[:, :6]).mean() > 0.1  # the noise ran, the labels stayed clean
+    np.testing.assert_array_equal(executed[:, 6], labels[:, 6])  # the gripper is never perturbed
+
+    teacher = tmp_path / "teacher"
+    vitabench("train", "teacher", "--data", str(dart), "--preset", "tiny", "--out", str(teacher), *TRAIN)
+    dagger = tmp_path / "dagger.hdf5"
+    out = vitabench("collect", "--suite", "libero_object", "--tasks", "0", "--episodes", "2", "--protocol", "distill_64",
+                    "--max-steps", "10", "--dagger", str(teacher), "--beta", "0.5", "--out", str(dagger))
+    assert "task 0: kept 2, learner failed 2 (init states 0, 1)" in out
+    for demo in (0, 1):
+        labels, replayed = expert_labels_on(dagger, demo)
+        np.testing.assert_allclose(labels, replayed, atol=1e-6)
+    with h5py.File(dagger) as handle:
+        group = handle["data/demo_0"]
+        executed = np.asarray(group["executed_actions"])
+        assert group.attrs["dagger"] and not group.attrs["learner_success"] and len(executed) == 10
+        recorded = json.loads(handle["data"].attrs["dagger"])
+    assert recorded["checkpoint_hash"] == lineage(teacher)["stages"][0]["weights_hash"] and recorded["beta"] == 0.5
+    ran_expert = np.all(np.abs(executed - labels) < 1e-6, axis=1)
+    assert 0 < ran_expert.sum() < len(executed)  # beta 0.5: some steps the expert's, the others the learner's
+
+    continued = tmp_path / "continued"
+    vitabench("train", "teacher", "--init", str(teacher), "--data", str(dart), "--data", str(dagger), "--out", str(continued), *TRAIN)
+    stages = lineage(continued)["stages"]
+    assert len(stages) == 2 and stages[1]["options"]["init_weights_hash"] == stages[0]["weights_hash"]
+    assert json.loads((continued / "config.json").read_text())["config"] == json.loads((teacher / "config.json").read_text())["config"]
+    bad = subprocess.run([sys.executable, "-m", "vitabench", "train", "teacher", "--init", str(teacher), "--history", "2",
+                          "--data", str(dart), "--out", str(tmp_path / "x")], capture_output=True, text=True, env=ENV, timeout=300)
+    assert bad.returncode == 2 and "keeps that checkpoint's config; drop history" in bad.stderr

@@ -39,6 +39,7 @@ def teacher(
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between resumable states."),
     shift: int = typer.Option(4, "--shift", help="Random-shift augmentation in pixels (0: none)."),
     windows_per_segment: int = typer.Option(1, "--windows-per-segment", help="Consecutive windows of one demo drawn together (shared frames are encoded once)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Continue this trained teacher (directory or shipped name): its config, weights and statistics."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.pt."),
 ) -> None:
     """Train a teacher of PRESET on the demonstrations in DATA; write a checkpoint to OUT."""
@@ -47,6 +48,6 @@ def teacher(
     settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift, windows_per_segment)
     overrides = {name: value for name, value in (("history", history), ("state_rotation", state_rotation), ("normalize", normalize))
                  if value is not None}
-    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, overrides=overrides, resume=resume)
+    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, overrides=overrides, init_from=init, resume=resume)
     summary = result.summary()
     typer.echo(f"teacher: loss {summary['first']:.4f} -> {summary['last']:.4f} in {result.wall_s:.0f} s; wrote {out}")

@@ -81,6 +81,9 @@ class Windows:
                 raise VitabenchError(
                     f"data file {info.path} lacks camera(s) {', '.join(missing)} the model reads; it has: {', '.join(info.cameras)}"
                 )
+        protocols = sorted({f"{info.protocol['name'].split('+', 1)[0]}@{info.protocol['version']}" for info in self.infos if info.protocol})
+        if len(protocols) > 1:
+            raise VitabenchError(f"the --data files were collected under {', '.join(protocols)}; accepted: files of one protocol")
         self.resolution = resolutions[0]
         self.cameras = tuple(cameras)
         self.history = history
