@@ -224,6 +224,29 @@ def test_cpu_recipe_keeps_its_statistics_and_loads_from_half_precision(tmp_path)
         assert np.abs(a[..., :6]).max() <= scale.max().item() + 1e-6  # arm actions come back in action units
 
 
+def test_student_of_a_cpu_teacher_reads_its_state_and_keeps_its_statistics():
+    """A student distilled from a rot6d, normalised teacher reads the same 11-value state, with the
+    teacher's statistics and decoder scale, and acts in action units."""
+    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.training.distill import StudentOptions, build_student
+
+    torch.manual_seed(0)
+    teacher = TeacherModel.build(TEACHER_PRESETS["cpu"]).eval()
+    teacher.set_normalization(torch.linspace(-1, 1, 11), torch.linspace(0.1, 2, 11), torch.tensor([1.0, 1.0, 0.8, 0.3, 0.3, 0.5]))
+    student = build_student(teacher, "tiny", StudentOptions(), seed=0).eval()
+    assert (student.config.state_rotation, student.config.normalize) == ("rot6d", True)
+    assert student.state_encoder.arm.in_features == 9
+    torch.testing.assert_close(student.state_std, teacher.state_std)
+    torch.testing.assert_close(student.action_decoder.arm_scale, teacher.action_decoder.arm_scale)
+    batch = FrameBatch(
+        images={camera: torch.randint(0, 256, (2, 2, 128, 128, 3), dtype=torch.uint8) for camera in CAMERAS},
+        state=torch.randn(2, 2, 11), frame_mask=torch.tensor([[True, True], [True, False]]), instructions=list(INSTRUCTIONS[:2]),
+    )
+    with torch.inference_mode():
+        actions = student(batch).newest_actions(batch)
+    assert actions.shape == (2, 3, 7) and (actions[..., 3:6].abs() <= 0.5 + 1e-6).all()
+
+
 def test_untrained_preset_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="vitabench.policies"):
         policy = make_policy("teacher", preset="tiny", device="cpu")

@@ -19,10 +19,12 @@ from vitabench.policies.models.common import (
     FrameBatch,
     ModelOutput,
     StateEncoder,
+    check_state_rotation,
     clip_tokenizer,
     normalize_images,
     quiet_transformers,
     scatter_frames,
+    state_dim,
 )
 from vitabench.policies.models.teacher import LIBERO_CAMERAS
 
@@ -35,7 +37,8 @@ class StudentConfig:
     last position of each frame's prompt instead of three action slots (one action per frame,
     repeated over the chunk); ``freeze_vlm=True`` freezes the whole VLM (otherwise only the
     vision tower, projector and LM head are frozen, as in stage 2; a head tied to the token
-    embedding freezes that embedding too).
+    embedding freezes that embedding too). ``state_rotation`` and ``normalize`` follow the
+    teacher's (its statistics are copied with its decoder).
     """
 
     cameras: tuple[str, ...] = LIBERO_CAMERAS
@@ -48,6 +51,11 @@ class StudentConfig:
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
     hidden: int | None = None  # H, required of the VLM when set (the paper preset)
+    state_rotation: str = "euler"
+    normalize: bool = False
+
+    def __post_init__(self) -> None:
+        check_state_rotation(self.state_rotation)
 
 
 #: The paper's student: VITA-1.5 (InternViT-300M + Qwen2.5-7B, H=3584) with the LIBERO teacher's D=384.
@@ -136,12 +144,19 @@ class StudentModel(nn.Module):
         if config.action_token:
             self.action_token = nn.Parameter(torch.randn(hidden) * 0.02)
         if config.state_encoder:
-            self.state_encoder = StateEncoder(hidden)
+            self.state_encoder = StateEncoder(hidden, config.state_rotation)
+        self.state_mean: torch.Tensor | None
+        self.state_std: torch.Tensor | None
+        if config.normalize:
+            self.register_buffer("state_mean", torch.zeros(state_dim(config.state_rotation)))
+            self.register_buffer("state_std", torch.ones(state_dim(config.state_rotation)))
+        else:
+            self.state_mean = self.state_std = None
         latent = config.latent
         self.mapper = nn.Sequential(
             nn.Linear(hidden, latent), nn.GELU(), nn.Linear(latent, latent), nn.GELU(), nn.Linear(latent, latent)
         )
-        self.action_decoder = ActionDecoder(latent)
+        self.action_decoder = ActionDecoder(latent, normalized=config.normalize)
         self._instruction_ids: dict[str, list[int]] = {}
         self.vlm.requires_grad_(False)
         self.language_model.requires_grad_(not config.freeze_vlm)
@@ -181,7 +196,12 @@ class StudentModel(nn.Module):
         mask = batch.frame_mask
         device = mask.device
         images = batch.real_image_tokens(self)  # [N, tokens, H] for the real frames in order
-        states = self.state_encoder(batch.state[mask].to(images.dtype)) if config.state_encoder else None
+        states = None
+        if config.state_encoder:
+            state = batch.state[mask].to(images.dtype)
+            if self.state_mean is not None:
+                state = (state - self.state_mean) / self.state_std
+            states = self.state_encoder(state)
         embed = self.language_model.get_input_embeddings()
         sequences, readouts = [], []
         frame_index = 0

@@ -48,17 +48,17 @@ class StudentOptions:
 
 
 def load_teacher(directory: str | Path) -> tuple[Any, Any]:
-    """A trained teacher and its checkpoint metadata."""
-    from vitabench.policies.models.checkpoint import load_model, read_checkpoint
+    """A trained teacher (a directory or a shipped name) and its checkpoint metadata."""
+    from vitabench.policies.models.checkpoint import load_model, resolve_checkpoint
     from vitabench.policies.models.teacher import TeacherConfig, TeacherModel
 
-    saved = read_checkpoint(directory, "teacher")
+    saved = resolve_checkpoint(directory, "teacher")
     return load_model(saved, TeacherConfig, TeacherModel.from_saved), saved
 
 
 def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: int) -> Any:
     """A new student around ``backbone`` (``tiny`` or a local VLM directory) sized to the teacher,
-    with the teacher's action decoder."""
+    with the teacher's action decoder, state representation and normalisation statistics."""
     import torch
 
     from vitabench.policies.models.student import StudentConfig, StudentModel
@@ -71,6 +71,8 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
         state_encoder=options.state_encoder,
         action_token=options.action_token,
         freeze_vlm=options.freeze_vlm,
+        state_rotation=teacher.config.state_rotation,
+        normalize=teacher.config.normalize,
     )
     torch.manual_seed(seed)
     if backbone == "tiny":
@@ -80,6 +82,9 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
     else:
         raise VitabenchError(f"--backbone {backbone!r}; accepted: tiny or a local transformers VLM directory")
     student.action_decoder.load_state_dict(teacher.action_decoder.state_dict())
+    if config.normalize:
+        student.state_mean.copy_(teacher.state_mean)
+        student.state_std.copy_(teacher.state_std)
     return student
 
 
@@ -131,7 +136,7 @@ def align(
     if options.freeze_vlm:
         raise VitabenchError("--freeze-vlm applies to --stage finetune; stage 1 always freezes the VLM")
     teacher, saved = load_teacher(teacher_dir)
-    windows = Windows(data, teacher.config.cameras, teacher.config.history, teacher.config.chunk)
+    windows = Windows(data, teacher.config.cameras, teacher.config.history, teacher.config.chunk, teacher.config.state_rotation)
     _check_resolution(windows, saved, "teacher")
     student = build_student(teacher, backbone, options, settings.seed)
     student.requires_grad_(False)
@@ -151,7 +156,7 @@ def align(
         return (distance * weights).sum() / weights.sum()
 
     result = train(student, loss_fn, windows, settings, out, resume=resume, label="stage 1 align", quiet=quiet)
-    teacher_record = {"dir": str(teacher_dir), "weights_hash": saved.weights_hash, "lineage": _lineage_of(Path(teacher_dir))}
+    teacher_record = {"dir": str(teacher_dir), "weights_hash": saved.weights_hash, "lineage": _lineage_of(saved.directory)}
     _save(student, out, windows, "align", options, settings, result, [], teacher_record, backbone)
     return result
 
@@ -198,9 +203,10 @@ def finetune(
         teacher, saved = load_teacher(teacher_dir)
         student = build_student(teacher, backbone, options, settings.seed)
         previous, backbone_name = [], backbone
-        teacher_record = {"dir": str(teacher_dir), "weights_hash": saved.weights_hash, "lineage": _lineage_of(Path(teacher_dir))}
+        teacher_record = {"dir": str(teacher_dir), "weights_hash": saved.weights_hash, "lineage": _lineage_of(saved.directory)}
         del teacher
-    windows = Windows(data, student.config.cameras, student.config.history, student.config.chunk)
+    config = student.config
+    windows = Windows(data, config.cameras, config.history, config.chunk, config.state_rotation)
     _check_resolution(windows, saved, "checkpoint")
 
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
