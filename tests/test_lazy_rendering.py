@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,9 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
-from vitabench.api import BasePolicy, PolicySpec, Task
+from vitabench.api import BasePolicy, PolicySpec, Suite, Task
 from vitabench.api.protocol import load_protocol
-from vitabench.registry import POLICIES
+from vitabench.registry import POLICIES, SUITES
 from vitabench.runner import LocalExecutor, run_evaluation
 from vitabench.runner.store import RunStore
 from vitabench.runner.worker import EnvConfig, EnvHost
@@ -147,6 +148,36 @@ def test_an_unobserved_chunk_ending_at_the_step_limit_has_no_observation() -> No
         assert host.env.full_observations == 1
     finally:
         host.close()
+
+
+def toy_suite(name: str) -> Suite:
+    env = "LazyToyEnv" if name.startswith("lazy") else "ToyEnv"
+    tasks = (Task(name, 0, "toy", "do the toy task", n_init_states=2),)
+    return Suite(name=name, steps_key="libero_object", tasks=tasks, env_entry_point=f"{__name__}:{env}")
+
+
+@pytest.mark.parametrize("suite", ["toy", "lazy_toy"])
+def test_runs_on_envs_with_and_without_step_unobserved_match_eager_runs(tmp_path: Path, suite: str) -> None:
+    import imageio.v3 as iio
+
+    SUITES.register(suite, f"{__name__}:toy_suite")
+    results = {}
+    for lazy in (False, True):
+        out = run_evaluation(
+            "random", {"chunk": 3}, suite, tasks=[0], episodes_per_task=2, max_steps=10, video="all",
+            out=tmp_path / f"lazy_{lazy}", executor=LocalExecutor(1, lazy_rendering=lazy),
+        )
+        records = {r.episode_id: r for r in RunStore(out).records()}
+        frames = {e: iio.imread(out / r.video) for e, r in records.items()}
+        extras = {e: {k: v for k, v in r.extra.items() if k != "env_build_s"} for e, r in records.items()}  # a time
+        results[lazy] = ({e: (r.status, r.success, r.steps, extras[e]) for e, r in records.items()}, frames)
+    outcomes, frames = results[True]
+    assert outcomes == results[False][0]
+    assert sorted((steps, success) for _, success, steps, _ in outcomes.values()) == [(5, True), (10, False)]
+    assert all(extra["state_digest"] and extra["at_1"] for *_, extra in outcomes.values())
+    for episode, video in frames.items():  # reset + every step, both protocol cameras
+        assert len(video) == 1 + outcomes[episode][2]
+        np.testing.assert_array_equal(video, results[False][1][episode])
 
 
 # -- LiberoEnv ---------------------------------------------------------------------------------------
@@ -361,7 +392,8 @@ def test_lazy_run_on_ray_matches_the_eager_run(eager_reference: dict[str, Any], 
         with RayExecutor(2, lazy_rendering=True) as executor:
             result = run(tmp_path, "ray8", chunk=8, executor=executor)
     finally:
-        kill_all(ray_processes(ray_tmp))
+        kill_all(ray_processes(ray_tmp))  # none should outlive the run; never leave any behind
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     check_against(eager_reference, result, 8)
     assert len({r.worker["pid"] for r in result["records"].values()}) == 2
 
