@@ -3,6 +3,8 @@ encoder, an action mapper into the teacher's action space, and the teacher's act
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from vitabench.api.errors import VitabenchError
+from vitabench.policies.models import backbones
 from vitabench.policies.models.common import (
     CLIP_MEAN,
     CLIP_STD,
@@ -109,20 +112,6 @@ def build_vlm_dir(preset: str, directory: Path) -> None:
     clip_tokenizer().save_pretrained(directory)
 
 
-def load_vlm(directory: str | Path) -> tuple[nn.Module, Any]:
-    """A VLM and its tokenizer from a local directory, through the Auto classes."""
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
-
-    quiet_transformers()
-    path = Path(directory)
-    if not (path / "config.json").is_file():
-        raise VitabenchError(f"vlm={str(directory)!r} holds no config.json; accepted: a local transformers VLM directory")
-    try:
-        return AutoModelForImageTextToText.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise VitabenchError(f"vlm={str(directory)!r} cannot be loaded as an image-text-to-text model: {exc}") from None
-
-
 class StudentModel(nn.Module):
     """VITA-VLA. Per frame the LM reads ``[image tokens per camera, instruction, state, action × 3]``;
     the last-layer hidden states at the three action slots go through the mapper into the teacher's
@@ -132,7 +121,7 @@ class StudentModel(nn.Module):
 
     kind = "vita_vla"
 
-    def __init__(self, config: StudentConfig, vlm: nn.Module, tokenizer: Any) -> None:
+    def __init__(self, config: StudentConfig, vlm: nn.Module, tokenizer: Any, image_size: int | None = None) -> None:
         super().__init__()
         self.config = config
         self.vlm = vlm
@@ -140,7 +129,7 @@ class StudentModel(nn.Module):
         hidden = vlm.config.get_text_config().hidden_size
         if config.hidden is not None and config.hidden != hidden:
             raise VitabenchError(f"the VLM's hidden size is {hidden}; this student config needs H={config.hidden}")
-        self.image_size = vlm.config.vision_config.image_size
+        self.image_size = backbones.vision_size(vlm.config) if image_size is None else image_size
         if config.action_token:
             self.action_token = nn.Parameter(torch.randn(hidden) * 0.02)
         if config.state_encoder:
@@ -239,24 +228,33 @@ class StudentModel(nn.Module):
     # -- building and saving ------------------------------------------------------------------
     @classmethod
     def build(cls, config: StudentConfig, vlm_dir: str | Path | None = None, preset: str = "tiny") -> StudentModel:
-        """A new student around the VLM in ``vlm_dir``, or around a fresh VLM of ``preset``
+        """A new student around the VLM in ``vlm_dir`` (a family of :mod:`backbones`; its image
+        size, mean and std from its image-processor config), or around a fresh VLM of ``preset``
         (saved to a temporary directory and loaded back through the Auto classes)."""
         if vlm_dir is not None:
-            return cls(config, *load_vlm(vlm_dir))
+            return cls._around(config, *backbones.load_backbone(vlm_dir))
         with tempfile.TemporaryDirectory(prefix="vitabench-vlm-") as directory:
             build_vlm_dir(preset, Path(directory))
-            return cls(config, *load_vlm(directory))
+            return cls._around(config, *backbones.load_backbone(directory))
+
+    @classmethod
+    def _around(cls, config: StudentConfig, vlm: nn.Module, tokenizer: Any, image: backbones.ImageInput) -> StudentModel:
+        config = dataclasses.replace(config, image_mean=image.mean or config.image_mean, image_std=image.std or config.image_std)
+        return cls(config, vlm, tokenizer, image.size)
 
     def save_extras(self, directory: Path) -> None:
-        """What the weights file does not hold: the VLM's config and tokenizer."""
+        """What the weights file does not hold: the VLM's config and tokenizer, and its image input."""
         self.vlm.config.save_pretrained(directory / "vlm")
         self.tokenizer.save_pretrained(directory / "vlm")
+        image = backbones.ImageInput(self.image_size).to_processor_config(self.config.image_mean, self.config.image_std)
+        (directory / "vlm" / backbones.PROCESSOR_FILE).write_text(json.dumps(image, indent=2))
 
     @classmethod
     def from_saved(cls, config: StudentConfig, directory: Path) -> StudentModel:
         """The skeleton of a saved student (weights are loaded by the caller)."""
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         quiet_transformers()
         vlm_config = AutoConfig.from_pretrained(directory / "vlm")
-        return cls(config, AutoModelForImageTextToText.from_config(vlm_config), AutoTokenizer.from_pretrained(directory / "vlm"))
+        image = backbones.image_input(directory / "vlm", vlm_config)
+        return cls(config, backbones.from_config(vlm_config), AutoTokenizer.from_pretrained(directory / "vlm"), image.size)

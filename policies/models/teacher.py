@@ -40,6 +40,9 @@ CLIP_TEXT_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 4
 
 
 IMAGE_ENCODERS = ("vit", "conv")
+#: ``vitabench``: the model of this module (every checkpoint before the field existed);
+#: ``seer``: Seer's own architecture (:mod:`vitabench.policies.models.seer`).
+ARCHITECTURES = ("vitabench", "seer")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,13 @@ class TeacherConfig:
     """Sizes and recipe of the teacher. ``vit`` and ``text`` are transformers ``ViTConfig`` /
     ``CLIPTextConfig`` fields; ``conv`` sizes the convolutional stem (``image_size``,
     ``channels``) when ``image_encoder="conv"``. ``state_rotation`` is ``euler`` or ``rot6d``;
-    ``normalize`` adds state mean/std and arm-action scale buffers set from the training data."""
+    ``normalize`` adds state mean/std and arm-action scale buffers set from the training data.
+
+    ``architecture="seer"`` builds Seer's architecture instead (a ViT image encoder is required);
+    its fields: ``foresight`` (observation-prediction tokens, ``foresight_tokens`` per camera, a
+    square, and the image-prediction loss on the frame ``foresight_steps`` ahead),
+    ``resampler_head_dim``, and ``frozen_encoders`` (``image``, ``text``: encoders that do not
+    train, which pretrained ones are). The defaults reproduce every earlier checkpoint."""
 
     cameras: tuple[str, ...] = LIBERO_CAMERAS
     vit: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +74,12 @@ class TeacherConfig:
     conv: dict[str, Any] = field(default_factory=dict)
     state_rotation: str = "euler"
     normalize: bool = False
+    architecture: str = "vitabench"
+    foresight: bool = False
+    foresight_tokens: int = 9
+    foresight_steps: int = 3
+    resampler_head_dim: int = 64
+    frozen_encoders: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
@@ -74,6 +89,34 @@ class TeacherConfig:
         if self.image_encoder not in IMAGE_ENCODERS:
             raise VitabenchError(f"teacher image_encoder={self.image_encoder!r}; accepted: {', '.join(IMAGE_ENCODERS)}")
         check_state_rotation(self.state_rotation)
+        self._check_architecture()
+
+    def _check_architecture(self) -> None:
+        """The ``architecture`` and its fields; one line naming the first bad value."""
+        from vitabench.policies.models.seer import ENCODERS, FORESIGHT_DECODER_HEADS
+
+        if self.architecture not in ARCHITECTURES:
+            raise VitabenchError(f"teacher architecture={self.architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
+        unknown = [name for name in self.frozen_encoders if name not in ENCODERS]
+        if unknown:
+            raise VitabenchError(f"teacher frozen_encoders={list(self.frozen_encoders)!r}; accepted: any of {', '.join(ENCODERS)}")
+        if self.architecture != "seer":
+            if self.foresight:
+                raise VitabenchError("teacher foresight=true needs architecture='seer'")
+            return
+        if self.image_encoder != "vit":
+            raise VitabenchError(f"teacher architecture='seer' reads a ViT's CLS token; image_encoder={self.image_encoder!r}, accepted: vit")
+        if self.foresight:
+            root = int(self.foresight_tokens**0.5)
+            if self.foresight_tokens < 1 or root * root != self.foresight_tokens:
+                raise VitabenchError(f"teacher foresight_tokens={self.foresight_tokens}; accepted: a square (4, 9, 16, ...)")
+            if self.foresight_steps < 1:
+                raise VitabenchError(f"teacher foresight_steps={self.foresight_steps}; accepted: >= 1")
+            if self.hidden % FORESIGHT_DECODER_HEADS:
+                raise VitabenchError(
+                    f"teacher hidden={self.hidden} with foresight; accepted: a multiple of {FORESIGHT_DECODER_HEADS} "
+                    "(the heads of the image decoder)"
+                )
 
     @property
     def tokens_per_frame(self) -> int:
@@ -119,6 +162,48 @@ TEACHER_PRESETS: dict[str, TeacherConfig] = {
         history=7,
         state_rotation="rot6d",
         normalize=True,
+    ),
+    # Seer-Large as Seer's LIBERO scripts run it (OpenRobotLab/Seer, scripts/LIBERO_LONG/Seer/
+    # finetune.sh; models/seer_model.py): MAE ViT-B/16 at 224 px, CLIP ViT-B/32 text (512-d
+    # projection), one resampler (768-d, 3 layers, 8 heads of 64, 6 queries), D=384, 24 GPT-2
+    # layers of 12 heads, 7 frames, 3 action queries and 2 x 9 foresight tokens per frame,
+    # image prediction 3 steps ahead, Euler state with both finger positions. Pretrained
+    # encoders are frozen when given (build, vitabench convert seer).
+    "seer": TeacherConfig(
+        vit=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 image_size=224, patch_size=16, layer_norm_eps=1e-6),
+        text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
+                  max_position_embeddings=77, projection_dim=512, **CLIP_TEXT_IDS),
+        resampler_queries=6,
+        resampler_layers=3,
+        resampler_heads=8,
+        hidden=384,
+        layers=24,
+        heads=12,
+        history=7,
+        architecture="seer",
+        foresight=True,
+        foresight_tokens=9,
+        foresight_steps=3,
+    ),
+    # The seer architecture at test size: about 4M parameters, most of them the CLIP token embedding.
+    "seer_tiny": TeacherConfig(
+        vit=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                 image_size=64, patch_size=16, layer_norm_eps=1e-6),
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  max_position_embeddings=77, projection_dim=64, **CLIP_TEXT_IDS),
+        resampler_queries=4,
+        resampler_layers=1,
+        resampler_heads=2,
+        resampler_head_dim=32,
+        hidden=64,
+        layers=2,
+        heads=4,
+        history=7,
+        architecture="seer",
+        foresight=True,
+        foresight_tokens=4,
+        foresight_steps=3,
     ),
 }
 
@@ -218,6 +303,8 @@ class TeacherModel(nn.Module):
         from transformers import CLIPTextConfig, CLIPTextModel, ViTConfig, ViTModel
 
         super().__init__()
+        if config.architecture != "vitabench":
+            raise VitabenchError(f"TeacherModel builds architecture 'vitabench', not {config.architecture!r}; use TeacherModel.build")
         self.config = config
         self.tokenizer = tokenizer
         self.image_encoder: nn.Module
@@ -253,6 +340,10 @@ class TeacherModel(nn.Module):
         self.blocks = nn.ModuleList(CausalBlock(config.hidden, config.heads) for _ in range(config.layers))
         self.final_norm = nn.LayerNorm(config.hidden)
         self.action_decoder = ActionDecoder(config.hidden, normalized=config.normalize)
+        if "image" in config.frozen_encoders:
+            self.image_encoder.requires_grad_(False)
+        if "text" in config.frozen_encoders:
+            self.text_encoder.requires_grad_(False)
 
     def set_normalization(self, state_mean: torch.Tensor, state_std: torch.Tensor, arm_scale: torch.Tensor) -> None:
         """Store the training data's statistics (a ``normalize`` config only)."""
@@ -323,8 +414,16 @@ class TeacherModel(nn.Module):
 
     # -- building and saving ------------------------------------------------------------------
     @classmethod
-    def build(cls, config: TeacherConfig, text_encoder_dir: str | None = None) -> TeacherModel:
-        """A new (untrained) teacher; ``text_encoder_dir`` loads a real CLIP text encoder and tokenizer."""
+    def build(cls, config: TeacherConfig, text_encoder_dir: str | None = None, image_encoder_dir: str | None = None) -> Any:
+        """A new (untrained) teacher of ``config.architecture``; ``text_encoder_dir`` loads a real
+        CLIP text encoder and tokenizer, ``image_encoder_dir`` a ViT / MAE (the seer architecture,
+        which freezes both, as Seer does)."""
+        if config.architecture == "seer":
+            from vitabench.policies.models.seer import SeerTeacherModel
+
+            return SeerTeacherModel.build(config, text_encoder_dir, image_encoder_dir)
+        if image_encoder_dir is not None:
+            raise VitabenchError("image_encoder_dir needs architecture='seer'; the vitabench teacher trains its image encoder")
         if text_encoder_dir is None:
             return cls(config, clip_tokenizer())
         from transformers import AutoTokenizer, CLIPTextModel
@@ -346,10 +445,14 @@ class TeacherModel(nn.Module):
         self.tokenizer.save_pretrained(directory / "tokenizer")
 
     @classmethod
-    def from_saved(cls, config: TeacherConfig, directory: Path) -> TeacherModel:
-        """The skeleton of a saved teacher (weights are loaded by the caller)."""
+    def from_saved(cls, config: TeacherConfig, directory: Path) -> Any:
+        """The skeleton of a saved teacher of its recorded architecture (weights are loaded by the caller)."""
         from transformers import AutoTokenizer
 
+        if config.architecture == "seer":
+            from vitabench.policies.models.seer import SeerTeacherModel
+
+            return SeerTeacherModel.from_saved(config, directory)
         quiet_transformers()
         return cls(config, AutoTokenizer.from_pretrained(directory / "tokenizer"))
 

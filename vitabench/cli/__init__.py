@@ -9,6 +9,7 @@ import typer
 
 from vitabench.api.errors import VitabenchError
 from vitabench.cli import collect as collect_command
+from vitabench.cli import convert as convert_commands
 from vitabench.cli import distill as distill_command
 from vitabench.cli import doctor, listing
 from vitabench.cli import pva as pva_commands
@@ -32,6 +33,7 @@ pva_commands.register(app)
 app.command("collect")(collect_command.collect)
 app.add_typer(train_commands.app, name="train")
 app.command("distill")(distill_command.distill)
+app.add_typer(convert_commands.app, name="convert")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Teacher training: the Seer-style model on demonstrations, smooth-L1 arm + 0.01 × BCE gripper
 on every frame's 3-step chunk (with a ``normalize`` preset, on arm actions scaled by the data's
-statistics, which the checkpoint keeps)."""
+statistics, which the checkpoint keeps); a ``foresight`` config (the seer architecture) adds Seer's
+image-prediction loss × 0.1."""
 
 from __future__ import annotations
 
@@ -65,21 +66,29 @@ def train_teacher(
         model = load_model(saved, TeacherConfig, TeacherModel.from_saved)
         config = model.config
         earlier = list(read_lineage(saved.directory)["stages"]) if (saved.directory / "lineage.json").is_file() else []
-        windows = Windows(data, config.cameras, config.history, config.chunk, config.state_rotation)
+        windows = _windows(data, config)
         _check_same_protocol(saved.protocol, windows)
         torch.manual_seed(settings.seed)
     else:
         if preset not in TEACHER_PRESETS:
             raise VitabenchError(f"--preset {preset!r}; accepted: {', '.join(TEACHER_PRESETS)}")
         config = dataclasses.replace(TEACHER_PRESETS[preset], **(overrides or {}))
-        windows = Windows(data, config.cameras, config.history, config.chunk, config.state_rotation)
+        windows = _windows(data, config)
         torch.manual_seed(settings.seed)
         model = TeacherModel.build(config, text_encoder)
         if config.normalize:
             model.set_normalization(*(torch.as_tensor(value, dtype=torch.float32) for value in windows.statistics()))
 
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
-        return action_loss(model(batch).actions, targets, mask)
+        if not config.foresight:
+            return action_loss(model(batch).actions, targets, mask)
+        from vitabench.policies.models.seer import FORESIGHT_LOSS_WEIGHT
+
+        prediction = model.predict(batch, foresight=True)
+        device = batch.frame_mask.device
+        future = {camera: images.to(device) for camera, images in batch.future_images.items()}
+        image_loss = model.foresight_loss(prediction.images, future, batch.future_mask.to(device))
+        return action_loss(prediction.output.actions, targets, mask) + FORESIGHT_LOSS_WEIGHT * image_loss
 
     result = train(model, loss_fn, windows, settings, out, resume=resume, label=f"teacher ({preset})", quiet=quiet)
     weights = save_checkpoint(model.float().cpu(), out, model_spec(config, windows.resolution), checkpoint_protocol(windows))
@@ -89,6 +98,17 @@ def train_teacher(
     stage = stage_record("teacher", data=windows.infos, settings=settings, options=options, result=result, weights_hash=weights)
     write_lineage(out, kind="teacher", variant="teacher", stages=[*earlier, stage])
     return result
+
+
+def _windows(data: Sequence[str | Path], config: Any) -> Windows:
+    """The training windows of ``config``; with ``foresight``, each frame also carries the images
+    ``foresight_steps`` later (Seer's image-prediction target)."""
+    if config.foresight:
+        from vitabench.training.foresight import ForesightWindows
+
+        return ForesightWindows(data, config.cameras, config.history, config.chunk, config.state_rotation,
+                                steps=config.foresight_steps)
+    return Windows(data, config.cameras, config.history, config.chunk, config.state_rotation)
 
 
 def _check_same_protocol(trained: Any, windows: Windows) -> None:
