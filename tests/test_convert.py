@@ -171,8 +171,12 @@ def test_a_checkpoint_holding_everything_converts_alone_and_checks_the_fixed_ten
     assert not (tmp_path / "out2").exists()
 
 
-def test_the_converted_teacher_acts_and_distils_like_any_teacher(converted):
-    from vitabench.training.distill import StudentOptions, build_student
+def test_the_converted_teacher_acts_and_distils_like_any_teacher(converted, seer_files, tmp_path):
+    from test_seer import write_demos
+
+    from vitabench.training.distill import StudentOptions, align, build_student
+    from vitabench.training.lineage import read_lineage
+    from vitabench.training.loop import TrainSettings
 
     policy = make_policy("teacher", checkpoint=str(converted), device="cpu", protocol="vita_vla_paper")
     assert policy.spec.resolution == 128 and policy.spec.history == 7
@@ -185,6 +189,13 @@ def test_the_converted_teacher_acts_and_distils_like_any_teacher(converted):
     student = build_student(policy.model, "tiny", StudentOptions(), seed=0)
     assert student.config.latent == SEER_SIZES["hidden"]
     torch.testing.assert_close(student.action_decoder.arm_head.weight, policy.model.action_decoder.arm_head.weight)
+    (stage,) = read_lineage(converted)["stages"]
+    assert stage["stage"] == "convert" and stage["source"] == "seer" and stage["weights_hash"] == policy.checkpoint_hash
+    assert {i["role"]: i["path"] for i in stage["inputs"]}["checkpoint"] == str(seer_files["checkpoint"])
+    data = write_demos(tmp_path / "demos.hdf5", size=128)
+    settings = TrainSettings(steps=1, batch_size=2, device="cpu", checkpoint_every=100, shift=0, warmup=0.0)
+    align(converted, "tiny", [data], tmp_path / "align", settings=settings, quiet=True)
+    assert read_lineage(tmp_path / "align")["teacher"]["weights_hash"] == policy.checkpoint_hash
 
 
 @pytest.mark.parametrize(
@@ -292,3 +303,29 @@ def test_vita15_image_size_option_sets_what_the_student_feeds_it(vita, tmp_path)
     processor = json.loads((tmp_path / "small" / "preprocessor_config.json").read_text())
     assert processor["size"] == {"height": 28, "width": 28}
     assert VITA_SIZES["image"] == 56
+
+
+def test_a_converted_seer_teacher_steps_a_real_libero_env(converted):
+    import libero  # noqa: F401  (the simulator stack this test needs)
+
+    from vitabench.api.protocol import load_protocol
+    from vitabench.envs.libero_env import LiberoEnv
+    from vitabench.registry import get_suite
+
+    task = get_suite("libero_10").task(0)
+    protocol = load_protocol("vita_vla_paper")
+    policy = make_policy("teacher", checkpoint=str(converted), device="cpu", protocol="vita_vla_paper")
+    spec = policy.spec
+    env = LiberoEnv(task, protocol, cameras=spec.cameras, resolution=spec.resolution, state_keys=spec.state_keys)
+    try:
+        obs, _ = env.reset(seed=protocol.seed, options={"init_state": 0})
+        policy.reset(task, slot=0)
+        start = obs["state"]["ee_pos"].copy()
+        for _ in range(2):
+            chunk = policy.act([obs], [0])
+            assert chunk.shape == (1, 3, 7) and np.isfinite(chunk).all()
+            for action in chunk[0]:
+                obs, *_ = env.step(action)
+        assert obs["images"]["agentview"].shape == (128, 128, 3) and not np.allclose(obs["state"]["ee_pos"], start)
+    finally:
+        env.close()

@@ -365,9 +365,28 @@ def convert_seer(
     spec = PolicySpec(cameras=tuple(config.cameras), resolution=resolution, state_keys=MODEL_STATE_KEYS,
                       history=config.history, chunk=config.chunk)
     with _staged(out) as staging:
-        save_checkpoint(model.float(), staging, spec, trained)
+        weights_hash = save_checkpoint(model.float(), staging, spec, trained)
         (staging / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        sources = {"checkpoint": checkpoint, "mae": mae, "clip": clip}
+        _write_conversion_lineage(staging, "seer", sources, {"heads": heads, "protocol": trained.ref, "resolution": resolution},
+                                  weights_hash)
     return report
+
+
+def _write_conversion_lineage(directory: Path, source: str, files: Mapping[str, Path | None], options: Mapping[str, Any],
+                              weights_hash: str) -> None:
+    """``lineage.json`` of a converted teacher: one ``convert`` stage naming its source files (and
+    their sha256), so distillation and continued training read it like a trained teacher's."""
+    import time
+
+    from vitabench.training.data import file_sha256
+    from vitabench.training.lineage import write_lineage
+
+    inputs = [{"role": role, "path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
+              for role, path in files.items() if path is not None]
+    stage = {"stage": "convert", "source": source, "inputs": inputs, "options": dict(options), "data": [],
+             "weights_hash": weights_hash, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_lineage(directory, kind="teacher", variant="teacher", stages=[stage])
 
 
 def _seer_fixed(model: Any) -> dict[str, Callable[[Any], bool]]:
