@@ -183,7 +183,7 @@ def test_policies_of_every_family_step_a_real_libero_env(two_stage):
     from vitabench.envs.libero_env import LiberoEnv
     from vitabench.registry import get_suite
 
-    task = get_suite("libero_10").task(0)
+    task = get_suite("libero_long").task(0)
     protocol = load_protocol("vita_vla_paper")
     policies = {name: make_policy("vita_vla", checkpoint=str(path), device="cpu") for name, path in two_stage.items()}
     spec = next(iter(policies.values())).spec

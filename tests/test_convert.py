@@ -312,7 +312,7 @@ def test_a_converted_seer_teacher_steps_a_real_libero_env(converted):
     from vitabench.envs.libero_env import LiberoEnv
     from vitabench.registry import get_suite
 
-    task = get_suite("libero_10").task(0)
+    task = get_suite("libero_long").task(0)
     protocol = load_protocol("vita_vla_paper")
     policy = make_policy("teacher", checkpoint=str(converted), device="cpu", protocol="vita_vla_paper")
     spec = policy.spec

@@ -38,7 +38,7 @@ def tiny_seer(**overrides) -> SeerTeacherModel:
     return TeacherModel.build(dataclasses.replace(TEACHER_PRESETS["seer_tiny"], **overrides)).eval()
 
 
-def test_seer_preset_has_seer_large_libero_shapes_and_acts_on_cpu():
+def test_seer_preset_has_seer_large_shapes_and_acts_on_cpu():
     torch.manual_seed(0)
     model = TeacherModel.build(TEACHER_PRESETS["seer"]).eval()
     d = 384

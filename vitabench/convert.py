@@ -58,9 +58,6 @@ class ConversionReport:
     checked: list[str] = field(default_factory=list)
     folded: dict[str, str] = field(default_factory=dict)
 
-    def sources_used(self) -> set[str]:
-        return {name for names in self.placed.values() for name in names} | set(self.dropped) | set(self.checked)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
