@@ -5,11 +5,11 @@ Manipulation"), as its public code builds it (OpenRobotLab/Seer: ``models/seer_m
 ``models/perceiver_resampler.py``, ``models/gpt2.py``, ``models/vit_mae.py``, run on LIBERO by
 ``scripts/LIBERO_LONG/Seer/finetune.sh``), written anew for vitabench:
 
-- every camera image goes through one frozen MAE ViT; its patch tokens through ONE perceiver
+- every camera image goes through one MAE ViT (frozen once pretrained); its patch tokens through ONE perceiver
   resampler shared by the cameras (Flamingo's layout: latents attend to [patches; latents],
   bias-free projections), its CLS token through a projection of its own; each camera has its own
   projections into the transformer width;
-- the text is CLIP's projected text embedding (frozen), the state one token (arm + gripper);
+- the text is CLIP's projected text embedding (frozen once pretrained), the state one token (arm + gripper);
 - a frame is ``[text, state, resampled tokens per camera, CLS per camera]`` followed by the
   foresight tokens (observation prediction, per camera) and the action queries. Context tokens
   attend to every context token of their frame and of earlier frames; nothing attends to the
@@ -20,7 +20,8 @@ Manipulation"), as its public code builds it (OpenRobotLab/Seer: ``models/seer_m
   pixels of each camera ``foresight_steps`` steps later: the image-prediction loss, weighted 0.1.
 
 The observation images are preprocessed as Seer's CLIP image processor does: resized to the ViT's
-size (bicubic) and normalised with CLIP's mean and std.
+size (torch's antialiased bicubic, within 0.002 mean absolute of PIL's) and normalised with CLIP's
+mean and std. Seer's training settings (optimizer, schedule, clipping) are not part of the model.
 """
 
 from __future__ import annotations
