@@ -23,6 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
+from vitabench.envs.rendering import ensure_gl_backend
+
+ensure_gl_backend()  # before mujoco is imported: the loops below build LIBERO's envs themselves
+
 from vitabench.api.episode import Episode, build_manifest
 from vitabench.api.policy import BasePolicy, PolicySpec
 from vitabench.api.protocol import load_protocol
