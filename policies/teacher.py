@@ -1,7 +1,9 @@
 """``teacher``: the Seer-style action model VITA-VLA distils from, as a batched policy.
 
-Arguments (``--policy-arg K=V``): ``checkpoint=DIR`` or ``preset=tiny|paper`` (untrained);
-``text_encoder=DIR`` (a local CLIP model, for presets); ``device=auto|cpu|cuda``; ``seed``;
+Arguments (``--policy-arg K=V``): ``checkpoint=NAME|DIR`` (a shipped checkpoint, see
+``vitabench list checkpoints``, or a directory) or ``preset=tiny|paper|cpu|seer|seer_tiny``
+(untrained); ``text_encoder=DIR`` (a local CLIP model, for presets), ``image_encoder=DIR`` (a
+local ViT / MAE, for the seer presets); ``device=auto|cpu|cuda``; ``seed``;
 ``history``, ``cameras`` (for presets; checked against a checkpoint); ``protocol`` (checked
 against the one a checkpoint was trained under); ``resolution``; ``ensemble`` (temporal
 ensembling weight m; default ``none``: the raw 3-step chunk, which the runner executes whole
@@ -20,6 +22,7 @@ def make(
     checkpoint: str | None = None,
     preset: str | None = None,
     text_encoder: str | None = None,
+    image_encoder: str | None = None,
     device: str = "auto",
     seed: Any = 0,
     history: Any = None,
@@ -40,7 +43,7 @@ def make(
         kind=TeacherModel.kind,
         config_class=TeacherConfig,
         presets=TEACHER_PRESETS,
-        build=lambda config, _preset: TeacherModel.build(config, text_encoder),
+        build=lambda config, _preset: TeacherModel.build(config, text_encoder, image_encoder),
         from_saved=TeacherModel.from_saved,
         checkpoint=checkpoint,
         preset=preset,

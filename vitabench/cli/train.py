@@ -23,12 +23,13 @@ def settings_from(steps: int, batch_size: int, lr: float, weight_decay: float, w
 @app.command("teacher")
 def teacher(
     data: list[Path] = typer.Option(..., "--data", help="LIBERO-format HDF5 file; repeatable."),
-    preset: str = typer.Option("tiny", "--preset", help="tiny | paper | cpu."),
+    preset: str = typer.Option("tiny", "--preset", help="tiny | paper | cpu | seer | seer_tiny."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
     history: Optional[int] = typer.Option(None, "--history", help="Frames of history (default: the preset's)."),
     state_rotation: Optional[str] = typer.Option(None, "--state-rotation", help="euler | rot6d (default: the preset's)."),
     normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="Normalise states and arm actions with the data's statistics (default: the preset's)."),
     text_encoder: Optional[str] = typer.Option(None, "--text-encoder", help="Local CLIP text model directory."),
+    image_encoder: Optional[str] = typer.Option(None, "--image-encoder", help="Local ViT / MAE directory (seer presets: frozen, as Seer does)."),
     steps: int = typer.Option(2000, "--steps", help="Optimiser steps."),
     batch_size: int = typer.Option(16, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW peak learning rate."),
@@ -48,6 +49,6 @@ def teacher(
     settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift, windows_per_segment)
     overrides = {name: value for name, value in (("history", history), ("state_rotation", state_rotation), ("normalize", normalize))
                  if value is not None}
-    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, overrides=overrides, init_from=init, resume=resume)
+    result = train_teacher(data, out, preset=preset, settings=settings, text_encoder=text_encoder, image_encoder=image_encoder, overrides=overrides, init_from=init, resume=resume)
     summary = result.summary()
     typer.echo(f"teacher: loss {summary['first']:.4f} -> {summary['last']:.4f} in {result.wall_s:.0f} s; wrote {out}")

@@ -39,6 +39,7 @@ def train_teacher(
     preset: str = "tiny",
     settings: TrainSettings = TrainSettings(),
     text_encoder: str | None = None,
+    image_encoder: str | None = None,
     overrides: dict[str, Any] | None = None,
     init_from: str | Path | None = None,
     resume: bool = False,
@@ -75,7 +76,7 @@ def train_teacher(
         config = dataclasses.replace(TEACHER_PRESETS[preset], **(overrides or {}))
         windows = _windows(data, config)
         torch.manual_seed(settings.seed)
-        model = TeacherModel.build(config, text_encoder)
+        model = TeacherModel.build(config, text_encoder, image_encoder)
         if config.normalize:
             model.set_normalization(*(torch.as_tensor(value, dtype=torch.float32) for value in windows.statistics()))
 
