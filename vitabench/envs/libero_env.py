@@ -240,19 +240,37 @@ class LiberoEnv(gym.Env):
             np.random.set_state(last[2])
         else:
             self._env.seed(seed)  # LIBERO's env.seed: numpy's global RNG, which placement samples
-        for _ in range(done, draw):
-            self._reset_from_loaded_model()
+        for reset in range(done + 1, draw + 1):
+            self._reset_from_loaded_model(self._model_loads_at(reset))
         self._last_draw = (seed, draw, np.random.get_state())
 
-    def _reset_from_loaded_model(self) -> None:
+    def _model_loads_at(self, draw: int) -> int:
+        """How many times LIBERO's own loop has loaded the model when it makes reset ``draw``.
+
+        LIBERO's ``_load_model`` appends the object property samplers (open/close, on/off) at
+        every load without clearing them, and each copy draws at every reset: the loop's
+        constructor loads once and places (draw 1), each hard reset loads again. openpi/OpenVLA
+        (``sequential``) construct, seed, then hard-reset: draw ``d`` comes after ``d + 1`` loads.
+        VITA-VLA (``second_draw``) constructs (draw 1, one load) and hard-resets (draw 2, two loads).
+        ``first_draw`` is vitabench's legacy loop: soft resets of one loaded model.
+        """
+        return {"first_draw": 1, "second_draw": draw, "sequential": draw + 1}[self.protocol.fixture_rule]
+
+    def _reset_from_loaded_model(self, loads: int = 1) -> None:
         """robosuite's reset, started from the fixture poses of the model as loaded (a hard reset's
-        start: the poses matter to the draws of objects placed on a fixture's site), rendering nothing."""
-        model = self._env.env.sim.model
+        start: the poses matter to the draws of objects placed on a fixture's site) and with the
+        property samplers of ``loads`` model loads (see :meth:`_model_loads_at`), rendering nothing."""
+        inner = self._env.env
         bodies, positions, quaternions = self._loaded_fixture_poses()
-        model.body_pos[bodies] = positions
-        model.body_quat[bodies] = quaternions
-        with self._rendering(()):  # robosuite's reset observation is never returned
-            self._env.reset()
+        inner.sim.model.body_pos[bodies] = positions
+        inner.sim.model.body_quat[bodies] = quaternions
+        samplers = inner.object_property_initializers  # one load's: this env never hard-resets
+        inner.object_property_initializers = samplers * loads
+        try:
+            with self._rendering(()):  # robosuite's reset observation is never returned
+                self._env.reset()
+        finally:
+            inner.object_property_initializers = samplers
 
     def _loaded_fixture_poses(self) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Body ids, positions and ``wxyz`` quaternions of the fixtures' root bodies in the loaded MJCF."""
