@@ -175,6 +175,20 @@ def test_rendering_failure_names_mujoco_gl() -> None:
     assert "FAIL  rendering: rendering failed with MUJOCO_GL=nonexistent-backend" in proc.stdout.replace("\n", " ")
 
 
+def test_doctor_profile_measures_every_part_of_a_step(tmp_path) -> None:
+    out = tmp_path / "doctor.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitabench", "doctor", "--profile", "--protocol", "vita_vla_128", "--profile-policy", "zero",
+         "--json", str(out)], capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "episodes per hour per core, 2 x 128 px: chunk 1:" in proc.stdout and "init-state check" not in proc.stdout
+    profile = json.loads(out.read_text())["profile"]
+    assert set(profile["render_ms"]) == {f"{camera}@{res}" for camera in ("agentview", "robot0_eye_in_hand") for res in (128, 256)}
+    assert profile["max_steps"] == 280 and profile["physics_ms"] > 0 and profile["policy_ms"] > 0
+    assert set(profile["messaging_ms"]) == {"state", "2 x 128 px", "2 x 256 px"}
+
+
 def test_gymnasium_make_builds_the_env_by_name() -> None:
     import gymnasium as gym
 

@@ -19,8 +19,13 @@ def doctor(
     skip_init_states: bool = typer.Option(False, help="Only check rendering and versions."),
     workers: int = typer.Option(1, min=1, help="Processes for the init-state check."),
     json_out: Path = typer.Option(None, "--json", help="Also write the full result as JSON to this file."),
+    profile: bool = typer.Option(False, "--profile", help="Measure where a step's time goes (physics, each camera's frame, reset, messaging, policy) instead of checking init states."),
+    profile_suite: str = typer.Option("libero_object", "--profile-suite", help="Suite whose task 0 --profile measures."),
+    profile_policy: str = typer.Option(None, "--profile-policy", help="Also time this registered policy's act (its cameras and resolution)."),
+    profile_arg: list[str] = typer.Option([], "--profile-arg", help="--policy-arg KEY=VALUE for --profile-policy (repeatable)."),
 ) -> int:
-    """Check rendering (names MUJOCO_GL on failure), versions against the protocol, and init states."""
+    """Check rendering (names MUJOCO_GL on failure), versions against the protocol, and init states;
+    with --profile, measure a step's parts and the episodes per hour they allow instead."""
     from vitabench.api.protocol import load_protocol
     from vitabench.doctor import check_init_states, check_rendering, check_versions
     from vitabench.registry import SUITES, get_suite
@@ -33,7 +38,15 @@ def doctor(
         console.print(f"{mark}  {check.name}: {check.detail}")
     reports = []
     started = time.perf_counter()
-    if not skip_init_states:
+    profiled = None
+    if profile:
+        from vitabench.cli.policy_options import parse_policy_args
+        from vitabench.doctor import profile_steps
+
+        profiled = profile_steps(spec, profile_suite, policy=profile_policy, policy_args=parse_policy_args(profile_arg, None))
+        for line in profiled.lines():
+            console.print(line, highlight=False)
+    elif not skip_init_states:
         suite_names = [s for s in suites.split(",") if s] or SUITES.names()
         jobs = []
         for name in suite_names:
@@ -76,6 +89,10 @@ def doctor(
                     "init_states": [
                         {**{k: v for k, v in r.__dict__.items() if k != "displacements"}, "ok": r.ok} for r in reports
                     ],
+                    "profile": None if profiled is None else {
+                        **{k: v for k, v in profiled.__dict__.items() if k != "render_ms"},
+                        "render_ms": {f"{camera}@{res}": ms for (camera, res), ms in profiled.render_ms.items()},
+                    },
                     "wall_s": time.perf_counter() - started,
                 },
                 indent=2,
