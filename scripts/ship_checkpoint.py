@@ -1,0 +1,126 @@
+"""Ship a trained checkpoint with vitabench (``checkpoints/NAME``, ``vitabench list checkpoints``).
+
+    # 1. the weights: fp16, the lineage extended by a "ship" stage
+    .venv/bin/python scripts/ship_checkpoint.py weights runs/teacher/ckpt/r0 teacher_libero_object
+    # 2. evaluate the shipped weights (vitabench run --policy-arg checkpoint=teacher_libero_object ...)
+    # 3. the card: every run measured these exact weights (checked by hash); the first is the headline
+    .venv/bin/python scripts/ship_checkpoint.py card teacher_libero_object RUN [RUN ...] --reproduce "COMMAND"
+
+``card.json`` holds what ``vitabench list checkpoints`` shows (policy, suite, tasks, protocol,
+init states, success with its Wilson 95% interval, episodes, the command that reproduces it) and
+one row per run under ``evaluations``; the prose of the model card (README.md) is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_WEIGHTS_MB = 25
+
+
+def ship_weights(source: Path, name: str) -> Path:
+    """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``checkpoints/name``."""
+    from vitabench.policies.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
+    from vitabench.training.lineage import LINEAGE_FILE, read_lineage
+
+    kind = json.loads((source / "config.json").read_text())["kind"]
+    saved = resolve_checkpoint(source, kind)
+    if kind == "teacher":
+        from vitabench.policies.models.teacher import TeacherConfig as config_class, TeacherModel as model_class
+    else:
+        from vitabench.policies.models.student import StudentConfig as config_class, StudentModel as model_class
+    model = load_model(saved, config_class, model_class.from_saved)
+    target = ROOT / "checkpoints" / name
+    if target.exists():
+        shutil.rmtree(target)
+    weights_hash = save_checkpoint(model, target, saved.spec, saved.protocol, half=True)
+    size_mb = (target / WEIGHTS_FILE).stat().st_size / 1e6
+    if size_mb > MAX_WEIGHTS_MB:
+        shutil.rmtree(target)
+        sys.exit(f"error: {name} weights are {size_mb:.1f} MB in fp16; shipped checkpoints hold at most {MAX_WEIGHTS_MB} MB")
+    lineage = read_lineage(source)
+    lineage["stages"].append({
+        "stage": "ship", "data": [], "settings": {"dtype": "float16"},
+        "options": {"source": str(source), "source_weights_hash": saved.weights_hash},
+        "loss": None, "steps": 0, "wall_s": 0.0, "weights_hash": weights_hash,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    (target / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
+    print(f"wrote {target} ({size_mb:.1f} MB, weights {weights_hash})")
+    return target
+
+
+def run_summary(run_dir: Path, weights_hash: str) -> dict[str, Any]:
+    """Success over every episode of a finished run of the shipped weights (errors count as failures)."""
+    from vitabench.report.stats import wilson_interval
+
+    run = json.loads((run_dir / "run.json").read_text())
+    if run["policy"].get("checkpoint_hash") != weights_hash:
+        sys.exit(f"error: {run_dir} measured weights {run['policy'].get('checkpoint_hash')}, not the shipped {weights_hash}")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    records = {}
+    for line in (run_dir / "episodes.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["episode_id"]] = record  # a resumed episode's latest record counts
+    expected = [episode["episode_id"] for episode in manifest["episodes"]]
+    missing = [e for e in expected if e not in records]
+    if missing:
+        sys.exit(f"error: {run_dir} is unfinished: {len(missing)} of {len(expected)} episodes have no record")
+    successes = sum(bool(records[e].get("success")) for e in expected)
+    low, high = wilson_interval(successes, len(expected))
+    init_states = sorted({records[e]["init_state_id"] for e in expected})
+    return {
+        "run": str(run_dir), "label": run.get("label"), "suite": run["suite"], "tasks": sorted({records[e]["task_id"] for e in expected}),
+        "protocol": "{name}@{version}#{hash}".format(**records[expected[0]]["protocol"]), "init_states": f"{init_states[0]}-{init_states[-1]}",
+        "successes": successes, "episodes": len(expected), "success": round(successes / len(expected), 4),
+        "interval": [round(low, 4), round(high, 4)], "argv": " ".join(run["argv"][1:]),
+    }
+
+
+def write_card(name: str, runs: list[Path], reproduce: str) -> None:
+    from vitabench.policies.models.checkpoint import WEIGHTS_FILE, weights_hash
+
+    target = ROOT / "checkpoints" / name
+    shipped_hash = weights_hash(target / WEIGHTS_FILE)
+    evaluations = [run_summary(run, shipped_hash) for run in runs]
+    headline = evaluations[0]
+    policy = json.loads((target / "config.json").read_text())["kind"]
+    card = {
+        "name": name, "policy": policy, "suite": headline["suite"], "tasks": headline["tasks"],
+        "protocol": headline["protocol"], "init_states": headline["init_states"], "success": headline["success"],
+        "interval": headline["interval"], "episodes": headline["episodes"], "reproduce": reproduce,
+        "weights_hash": shipped_hash, "evaluations": evaluations,
+    }
+    (target / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    for row in evaluations:
+        low, high = row["interval"]
+        print(f"{row['label']}: {row['successes']}/{row['episodes']} = {100 * row['success']:.1f}% "
+              f"[{100 * low:.1f}, {100 * high:.1f}] on init states {row['init_states']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    weights = commands.add_parser("weights", help="write checkpoints/NAME from a trained checkpoint directory")
+    weights.add_argument("source", type=Path)
+    weights.add_argument("name")
+    card = commands.add_parser("card", help="write checkpoints/NAME/card.json from evaluation runs of the shipped weights")
+    card.add_argument("name")
+    card.add_argument("runs", type=Path, nargs="+")
+    card.add_argument("--reproduce", required=True, help="the command that reproduces the checkpoint and its headline run")
+    args = parser.parse_args()
+    if args.command == "weights":
+        ship_weights(args.source, args.name)
+    else:
+        write_card(args.name, args.runs, args.reproduce)
+
+
+if __name__ == "__main__":
+    main()
