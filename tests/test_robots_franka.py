@@ -102,7 +102,8 @@ def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
     assert truncated and info["success"] and info["extra.label_source"] == "operator:script"
     assert info["extra.safety_clips"] > 0 and "workspace z" in info["extra.safety_events"]
     assert obs["state"]["ee_pos"][2] <= 0.49 + 2e-3  # the box held
-    assert info["extra.control_hz"] == 20 and info["extra.achieved_hz"] > 15
+    assert info["extra.control_hz"] == 20 and info["extra.achieved_hz"] <= 21  # the loop never outruns its rate
+    assert info["extra.achieved_hz"] > 15 or info["extra.overruns"] > 0  # and a slower loop says so
     import h5py
 
     with h5py.File(tmp_path / "recordings" / "t000_close_drawer.hdf5") as f:
