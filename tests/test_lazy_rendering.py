@@ -9,11 +9,14 @@ Three levels:
   settle steps rendering every frame; ``step_unobserved`` renders only the cameras it is given
   and leaves the MuJoCo state (qpos, qvel, act, time) of every step bit for bit as ``step`` does;
 * ``vitabench run`` on LIBERO (two cameras, the ``standard`` protocol's 10 settle steps): chunks
-  of 1, 3 and 8, a video episode and one without, the local and the Ray executor, temporal
-  ensembling. The probe policy plays a fixed action sequence whatever its chunk size, so every
-  run must reproduce the trajectory (``state_digest``) of the eager chunk-1 run, which observes
-  every step; the policy hashes every observation it is shown, and each must equal the eager
-  run's observation of that step.
+  of 1, 3 and 8, a video episode and one without, the local executor, temporal ensembling (the
+  Ray executor: ``test_runner_ray.py`` compares its lazy chunk-8 run with the same eager run,
+  so that Ray starts once there for all its tests). The probe policy plays a fixed action
+  sequence whatever its chunk size, so every run must reproduce the trajectory (``state_digest``)
+  of the eager chunk-1 run, which observes every step; the policy hashes every observation it is
+  shown, and each must equal the eager run's observation of that step. The local runs share one
+  worker process, kept from run to run, so its environment is built once (the runner reuses an
+  env across the episodes of a run the same way; Ray actors start with fresh envs and must agree).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,8 +36,9 @@ from vitabench.api import BasePolicy, PolicySpec, Suite, Task
 from vitabench.api.protocol import load_protocol
 from vitabench.registry import POLICIES, SUITES
 from vitabench.runner import LocalExecutor, run_evaluation
+from vitabench.runner.executor import LockstepLoop
 from vitabench.runner.store import RunStore
-from vitabench.runner.worker import EnvConfig, EnvHost
+from vitabench.runner.worker import EnvConfig, EnvHost, WorkerProcess
 from vitabench.wrappers import TemporalEnsemble
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -330,9 +334,45 @@ def probe_policy(chunk: int = 1, label: str = "probe", ensemble: float | None = 
     return TemporalEnsemble(ProbePolicy(chunk, label, advance=1), m=ensemble)
 
 
+def register_probe() -> None:
+    POLICIES.register("lazy_probe", f"{__name__}:probe_policy")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _registered() -> None:
-    POLICIES.register("lazy_probe", f"{__name__}:probe_policy")
+    register_probe()
+
+
+class KeptWorker(WorkerProcess):
+    """A local worker process that outlives a run: the runner's ``close`` at the end of a run
+    leaves it (and its environment) for the next run; ``kill`` (a failed run) still replaces it."""
+
+    def close(self, timeout: float = 10.0) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        super().close()
+
+
+class KeptWorkerExecutor(LocalExecutor):
+    """:class:`LocalExecutor` with one :class:`KeptWorker` (its ``run`` with that worker)."""
+
+    def __init__(self, worker: KeptWorker, *, lazy_rendering: bool) -> None:
+        super().__init__(1, lazy_rendering=lazy_rendering)
+        self.worker = worker
+
+    def run(self, plan: Any, policy: Any, episodes: Sequence[Any], sink: Any, video: Any) -> None:
+        LockstepLoop(plan, policy, sink, video, [self.worker], lazy_rendering=self.lazy_rendering).run(deque(episodes))
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[Any]:
+    """``local(lazy)``: the executor of this module's LIBERO runs, all on one kept worker."""
+    worker = KeptWorker(0)
+    try:
+        yield lambda lazy: KeptWorkerExecutor(worker, lazy_rendering=lazy)
+    finally:
+        worker.shutdown()
 
 
 def run(tmp: Path, label: str, *, lazy: bool = True, executor: Any = None, **args: Any) -> dict[str, Any]:
@@ -356,12 +396,25 @@ def video_frames(result: dict[str, Any]) -> np.ndarray:
     return iio.imread(result["dir"] / record.video)
 
 
+#: The eager reference run, made once per session (``test_runner_ray.py`` compares its Ray run with it too).
+_EAGER: dict[str, Any] = {}
+
+
+def eager_reference_run(tmp_path_factory: pytest.TempPathFactory, executor: Any = None) -> dict[str, Any]:
+    """Lazy rendering off, chunks of 1: every step stepped with a full observation (on ``executor``,
+    an eager one; default: a fresh ``LocalExecutor``)."""
+    if not _EAGER:
+        register_probe()
+        reference = run(tmp_path_factory.mktemp("eager"), "eager", lazy=False, executor=executor)
+        assert all(len(seen) == MAX_STEPS for seen in reference["seen"].values())
+        _EAGER.update(reference)
+    return _EAGER
+
+
 @pytest.fixture(scope="module")
-def eager_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Lazy rendering off, chunks of 1: every step stepped with a full observation."""
-    reference = run(tmp_path_factory.mktemp("eager"), "eager", lazy=False)
-    assert all(len(seen) == MAX_STEPS for seen in reference["seen"].values())
-    return reference
+def eager_reference(tmp_path_factory: pytest.TempPathFactory, local: Any) -> dict[str, Any]:
+    """The eager reference run (on this module's kept worker, unless another module made it first)."""
+    return eager_reference_run(tmp_path_factory, local(False))
 
 
 def check_against(reference: dict[str, Any], result: dict[str, Any], chunk: int) -> None:
@@ -377,30 +430,13 @@ def check_against(reference: dict[str, Any], result: dict[str, Any], chunk: int)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
-def test_lazy_runs_match_the_eager_run(eager_reference: dict[str, Any], tmp_path: Path, chunk: int) -> None:
-    check_against(eager_reference, run(tmp_path, f"lazy{chunk}", chunk=chunk), chunk)
+def test_lazy_runs_match_the_eager_run(eager_reference: dict[str, Any], local: Any, tmp_path: Path, chunk: int) -> None:
+    check_against(eager_reference, run(tmp_path, f"lazy{chunk}", chunk=chunk, executor=local(True)), chunk)
 
 
-def test_lazy_run_on_ray_matches_the_eager_run(eager_reference: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_runner_ray import kill_all, ray_processes
-
-    from vitabench.runner.ray_executor import RayExecutor
-
-    ray_tmp = str(Path("/tmp") / f"vblazy{os.getpid()}")
-    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
-    try:
-        with RayExecutor(2, lazy_rendering=True) as executor:
-            result = run(tmp_path, "ray8", chunk=8, executor=executor)
-    finally:
-        kill_all(ray_processes(ray_tmp))  # none should outlive the run; never leave any behind
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    check_against(eager_reference, result, 8)
-    assert len({r.worker["pid"] for r in result["records"].values()}) == 2
-
-
-def test_temporal_ensembling_is_observed_at_every_step(tmp_path: Path) -> None:
-    eager = run(tmp_path, "ensemble_eager", lazy=False, chunk=4, ensemble=0.01)
-    lazy = run(tmp_path, "ensemble_lazy", chunk=4, ensemble=0.01)
+def test_temporal_ensembling_is_observed_at_every_step(local: Any, tmp_path: Path) -> None:
+    eager = run(tmp_path, "ensemble_eager", chunk=4, ensemble=0.01, executor=local(False))
+    lazy = run(tmp_path, "ensemble_lazy", chunk=4, ensemble=0.01, executor=local(True))
     assert outcomes(lazy) == outcomes(eager)
     assert lazy["seen"] == eager["seen"] and all(len(seen) == MAX_STEPS for seen in lazy["seen"].values())
     np.testing.assert_array_equal(video_frames(lazy), video_frames(eager))

@@ -1,9 +1,18 @@
 """``vitabench run --executor ray`` end to end on real LIBERO steps, with real Ray instances.
 
-Every test runs ``vitabench`` as a subprocess under its own ``RAY_TMPDIR`` so that the Ray
-processes it starts can be found (command line, environment or parentage) and, if any outlive
-the run, killed by pid in teardown; a leftover fails the test. Runs are tiny: task 0, a few
-episodes of 5 steps (120 where an actor must be killed mid-episode), no cameras.
+Ray starts twice in this module (each start costs seconds):
+
+* ``vitabench run --executor ray`` as a subprocess starting its own Ray instance, under its own
+  ``RAY_TMPDIR`` so that the Ray processes it starts can be found (command line, environment or
+  parentage) and, if any outlive the run, killed by pid in teardown; a leftover fails the test;
+* one cluster started with ``ray start --head`` (module fixture, same bookkeeping) that the other
+  runs join: the CLI with ``--ray-address auto`` (a fault-injecting suite: env exception, actor
+  death, hang) and, in this process, the lazy-rendering probe run of ``test_lazy_rendering.py``;
+  a run that only joined must leave the cluster running.
+
+Runs are tiny: task 0, a few episodes of 5 steps (12 for the lazy-rendering probe), no cameras
+but the probe's. Option errors are checked in this process, but for one CLI subprocess (exit
+code 2, one ``error:`` line, nothing written).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -70,6 +80,19 @@ def kill_all(pids: list[int]) -> None:
             pass
 
 
+def ray_daemons(tmpdir: str) -> dict[int, str]:
+    """The GCS server and raylet processes of the Ray cluster under ``tmpdir``: pid -> name."""
+    daemons = {}
+    for pid in ray_processes(tmpdir):
+        try:
+            name = os.path.basename((Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[0].decode())
+        except OSError:
+            continue
+        if name in ("gcs_server", "raylet"):
+            daemons[pid] = name
+    return daemons
+
+
 @pytest.fixture
 def ray_env() -> Iterator[dict[str, str]]:
     """Environment for a ``vitabench`` subprocess with a private ``RAY_TMPDIR`` (short: Ray puts
@@ -103,35 +126,6 @@ def test_ray_gives_the_records_of_local_workers(ray_env: dict[str, str], tmp_pat
     assert "--executor" in RunStore(out).config()["sessions"][0]["argv"]
 
 
-def test_killed_actor_gives_one_error_and_the_run_completes(ray_env: dict[str, str], tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = [str(BIN / "vitabench"), *RUN, "--executor", "ray", "--episodes-per-task", "3", "--max-steps", "120", "--out", str(out)]
-    process = subprocess.Popen(args, env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        path = out / "episodes.jsonl"
-        deadline = time.monotonic() + 180
-        while not (path.exists() and path.read_bytes().count(b"\n") >= 1):
-            assert process.poll() is None and time.monotonic() < deadline, "no first record"
-            time.sleep(0.02)
-        actor = RunStore(out).records()[0].worker["pid"]
-        assert actor != process.pid and actor in ray_processes(ray_env["RAY_TMPDIR"])
-        os.kill(actor, signal.SIGKILL)  # the actor is in the second episode
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 3, stderr  # finished, with an errored episode
-    records = RunStore(out).records()
-    assert len(records) == 3
-    errors = [r for r in records if r.status == "error"]
-    assert len(errors) == 1 and errors[0].episode_id == "libero_object/t000/e0001", [r.error for r in records]
-    assert re.fullmatch(rf"ray actor pid {actor} on \S+ died \(ActorDiedError: [^\n]*\)", errors[0].error)
-    assert errors[0].success is None
-    last = records[-1]
-    assert last.status == "ok" and last.steps == 120 and last.worker["pid"] != actor  # a fresh actor took the slot
-    assert "1 episode(s) errored" in stderr and "overall" in stdout
-
-
 #: ``vitabench`` knowing the fault-injecting suite of ``test_runner.py`` (the actors import it through PYTHONPATH).
 FAULTY_CLI = [
     sys.executable,
@@ -141,61 +135,116 @@ FAULTY_CLI = [
 ]
 
 
-def test_env_exception_actor_death_and_hang_are_episode_errors(ray_env: dict[str, str], tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = ["run", "--policy", "zero", "--suite", "faulty", "--tasks", "0-3", "--episodes-per-task", "2", "--max-steps", "5"]
-    env = {**ray_env, "PYTHONPATH": str(Path(__file__).parent)}
-    done = subprocess.run([*FAULTY_CLI, *args, "--executor", "ray", "--workers", "2", "--step-timeout", "2", "--out", str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 3, done.stderr
-    records = {r.episode_id: r for r in RunStore(out).records()}
-    assert len(records) == 8
-    errors = {e: r.error for e, r in records.items() if r.status == "error"}
-    assert set(errors) == {"faulty/t001/e0001", "faulty/t002/e0000", "faulty/t003/e0001"}
-    assert errors["faulty/t001/e0001"] == "environment RuntimeError: simulated simulator failure"  # the actor lives on
-    assert "no step reply within 2 s (step timeout)" in errors["faulty/t002/e0000"]
-    assert re.fullmatch(r"ray actor pid \d+ on \S+ died \(ActorDiedError: .*\)", errors["faulty/t003/e0001"])
-    for record in records.values():  # every other episode ran normally, on a rebuilt env or a fresh actor
-        if record.status == "ok":
-            assert record.success == (record.init_state_id % 2 == 0) and record.steps == (3 if record.success else 5)
-
-
-def test_joins_a_cluster_started_with_ray_start(ray_env: dict[str, str], tmp_path: Path) -> None:
-    started = subprocess.run(
-        [str(BIN / "ray"), "start", "--head", "--port", str(free_port()), "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats"],
-        env=ray_env, capture_output=True, text=True, timeout=180,
-    )
-    assert started.returncode == 0, started.stderr
-    cluster = ray_processes(ray_env["RAY_TMPDIR"])
-    try:
-        out = tmp_path / "run"
-        done = vitabench([*RUN, "--executor", "ray", "--ray-address", "auto", "--episodes-per-task", "2", "--max-steps", "5", "--out", str(out)], ray_env)
-        assert done.returncode == 0, done.stderr
-        assert [o[0] for o in outcomes(out).values()] == ["ok", "ok"]
-        assert set(cluster) <= set(ray_processes(ray_env["RAY_TMPDIR"])), "the run stopped a cluster it only joined"
-    finally:
-        kill_all(ray_processes(ray_env["RAY_TMPDIR"]))
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize(("address", "message"), [(None, "no Ray cluster answers at 127.0.0.1:"), ("nohost", "accepted: auto, HOST:PORT")])
-def test_bad_ray_address_exits_2_writing_nothing(ray_env: dict[str, str], tmp_path: Path, address: str | None, message: str) -> None:
-    address = address or f"127.0.0.1:{free_port()}"  # nothing listens there
+@dataclass(frozen=True)
+class Cluster:
+    """A running ``ray start --head`` cluster: the environment that joins it and its daemons."""
+
+    env: dict[str, str]
+    daemons: dict[int, str]
+
+    def stopped(self) -> list[int]:
+        """Daemons of the cluster that are no longer running."""
+        return sorted(set(self.daemons) - set(ray_daemons(self.env["RAY_TMPDIR"])))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """One Ray cluster started with ``ray start`` (4 CPUs, for runs of 2 actors) under a private
+    ``RAY_TMPDIR``, for the runs that join it; ``PYTHONPATH`` names this directory so that its
+    actors import ``test_runner``'s faulty suite. Killed by pid at the end of the module."""
+    tmpdir = tempfile.mkdtemp(prefix="vbcl", dir="/tmp")
+    env = {**os.environ, "MUJOCO_GL": "egl", "RAY_TMPDIR": tmpdir, "PYTHONPATH": str(Path(__file__).parent)}
+    try:
+        started = subprocess.run(
+            [str(BIN / "ray"), "start", "--head", "--port", str(free_port()), "--num-cpus", "4", "--include-dashboard", "false", "--disable-usage-stats"],
+            env=env, capture_output=True, text=True, timeout=180,
+        )
+        assert started.returncode == 0, started.stderr
+        daemons = ray_daemons(tmpdir)
+        assert sorted(daemons.values()) == ["gcs_server", "raylet"], daemons
+        yield Cluster(env, daemons)
+    finally:
+        kill_all(ray_processes(tmpdir))
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def test_env_exception_actor_death_and_hang_are_episode_errors(cluster: Cluster, tmp_path: Path) -> None:
+    """On a cluster joined with ``--ray-address auto``."""
+    out = tmp_path / "run"
+    args = ["run", "--policy", "zero", "--suite", "faulty", "--tasks", "0-3", "--episodes-per-task", "2", "--max-steps", "5"]
+    done = subprocess.run(
+        [*FAULTY_CLI, *args, "--executor", "ray", "--ray-address", "auto", "--workers", "2", "--step-timeout", "2", "--out", str(out), "--quiet"],
+        env=cluster.env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 3, done.stderr  # finished, with errored episodes
+    assert "3 episode(s) errored" in done.stderr and "overall" in done.stdout
+    records = {r.episode_id: r for r in RunStore(out).records()}
+    assert len(records) == 8
+    errors = {e: r.error for e, r in records.items() if r.status == "error"}
+    assert set(errors) == {"faulty/t001/e0001", "faulty/t002/e0000", "faulty/t003/e0001"}
+    assert errors["faulty/t001/e0001"] == "environment RuntimeError: simulated simulator failure"  # the actor lives on
+    assert "no step reply within 2 s (step timeout)" in errors["faulty/t002/e0000"]
+    died = records["faulty/t003/e0001"]  # its actor SIGKILLed itself mid-episode
+    assert re.fullmatch(rf"ray actor pid {died.worker['pid']} on \S+ died \(ActorDiedError: .*\)", died.error)
+    assert died.success is None
+    for record in records.values():  # every other episode ran normally, on a rebuilt env or a fresh actor
+        if record.status == "ok":
+            assert record.success == (record.init_state_id % 2 == 0) and record.steps == (3 if record.success else 5)
+    assert not cluster.stopped(), "the run stopped a cluster it only joined"
+
+
+def test_lazy_run_on_ray_matches_the_eager_run(cluster: Cluster, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lazy rendering on Ray (chunks of 8, two actors, a video episode and one without) reproduces
+    the local eager chunk-1 run of ``test_lazy_rendering.py``: trajectories, every observation the
+    policy was shown, video frames. Driven from this process, joining the cluster."""
+    from test_lazy_rendering import check_against, eager_reference_run, register_probe, run
+
+    from vitabench.runner.ray_executor import RayExecutor
+
+    reference = eager_reference_run(tmp_path_factory)
+    register_probe()
+    monkeypatch.setenv("RAY_TMPDIR", cluster.env["RAY_TMPDIR"])  # where "auto" finds the cluster
+    with RayExecutor(2, "auto", lazy_rendering=True) as executor:
+        result = run(tmp_path, "ray8", chunk=8, executor=executor)
+    check_against(reference, result, 8)
+    assert len({r.worker["pid"] for r in result["records"].values()}) == 2  # one actor per episode
+    assert not cluster.stopped(), "the run stopped a cluster it only joined"
+
+
+def test_bad_ray_address_exits_2_writing_nothing(ray_env: dict[str, str], tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
     out = tmp_path / "run"
     done = vitabench([*RUN, "--executor", "ray", "--ray-address", address, "--max-steps", "5", "--out", str(out)], ray_env, timeout=120)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0] and repr(address) in errors[0]
+    assert len(errors) == 1 and "no Ray cluster answers at 127.0.0.1:" in errors[0] and repr(address) in errors[0]
     assert not out.exists()
 
 
-def test_executor_option_is_checked(ray_env: dict[str, str], tmp_path: Path) -> None:
-    done = vitabench([*RUN, "--executor", "dask", "--out", str(tmp_path / "run")], ray_env, timeout=120)
-    assert done.returncode == 2 and "accepted: local, ray" in done.stderr
-    done = vitabench([*RUN, "--ray-address", "auto", "--out", str(tmp_path / "run")], ray_env, timeout=120)
-    assert done.returncode == 2 and "--ray-address needs --executor ray" in done.stderr
-    assert not (tmp_path / "run").exists()
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--executor", "ray", "--ray-address", "nohost"], "--ray-address 'nohost'; accepted: auto, HOST:PORT"),
+        (["--executor", "dask"], "--executor 'dask'; accepted: local, ray"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+    ],
+    ids=["bad-address", "unknown-executor", "address-without-ray"],
+)
+def test_executor_options_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], options: list[str], message: str) -> None:
+    """The console entry point in this process: exit code 2, one ``error:`` line, nothing written."""
+    from vitabench.cli import main
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["vitabench", *RUN, *options, "--max-steps", "5", "--out", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not out.exists()
