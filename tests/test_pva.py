@@ -20,7 +20,6 @@ from vitabench.pva.data import DomainImages, render_domain_images
 from vitabench.pva.models import Aligner
 from vitabench.pva.train import train_aligner, train_clip, tune_prompts
 from vitabench.report.transfer import newcombe_interval, render_transfer, transfer_table
-from vitabench.runner import run_evaluation
 
 ENV = {**os.environ, "MUJOCO_GL": "egl"}
 
@@ -121,25 +120,49 @@ def test_aligner_wrapper_runs_in_vitabench_run_under_a_domain(tmp_path: Path) ->
     assert record["domain"] == "unseen/dusk@1" and "+domain=unseen/dusk@1" in record["protocol"]["name"]
     config = json.loads((out / "run.json").read_text())
     assert config["protocol"]["domain"]["light_scale"] == 0.6
+    cells = transfer_table([out]).cells  # a real pva run: reported under its inner policy, with its aligner, in its domain
+    assert cells[["policy", "aligner", "set", "domain", "n", "errors"]].values.tolist() == [
+        ["teacher(preset=tiny)", "aligner", "unseen", "dusk", 1, 0]
+    ]
 
 
 def test_transfer_table_pairs_policies_with_and_without_the_aligner(tmp_path: Path) -> None:
+    """``transfer_table`` reads run records only, so the runs are written through the run store
+    (tests/report_runs.py, run.json laid out as run_evaluation writes it) with chosen outcomes: the
+    zero policy with and without an aligner in a canonical, a seen and an unseen domain, one
+    episode errored. A real pva run under a domain feeds the table in
+    test_aligner_wrapper_runs_in_vitabench_run_under_a_domain."""
+    from report_runs import write_run
+
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.domains import resolve_domain
 
-    Aligner().save(tmp_path / "aligner")
+    aligner = {"aligner": str(tmp_path / "aligner"), "inner": "zero"}
+    # successes among 4 episodes of task 0 (without, with the aligner); the aligned dusk run's last episode errors
+    successes = {"canonical": (3, 3), "dim": (2, 3), "dusk": (0, 2)}
     runs = []
-    for name in ("canonical", "dim", "dusk"):
+    for name, (plain, aligned) in successes.items():
         protocol = load_protocol("distill_64").with_domain(resolve_domain(name))
-        for policy, args in (("zero", {}), ("pva", {"aligner": str(tmp_path / "aligner"), "inner": "zero"})):
-            runs.append(run_evaluation(policy, args, "libero_object", tasks=[0], episodes_per_task=2, protocol=protocol,
-                                       max_steps=2, out=tmp_path / f"{policy}-{name}"))
+        for policy, args, k in (("zero", {}, plain), ("pva", aligner, aligned)):
+            errored = policy == "pva" and name == "dusk"
+            outcome = (lambda e, k=k, errored=errored: None if errored and e.index == 3 else e.index < k)
+            runs.append(write_run(tmp_path / f"{policy}-{name}", policy, "libero_object", outcome, protocol=protocol,
+                                  tasks=(0,), episodes_per_task=4, args=args))
     table = transfer_table(runs)
-    assert table.summary[["policy", "aligner"]].values.tolist() == [["zero", "none"], ["zero", "aligner"]]
-    assert table.summary["canonical_n"].tolist() == [2, 2] and table.summary["unseen_n"].tolist() == [2, 2]
-    assert table.summary["seen_drop"].tolist() == [0.0, 0.0]
+    summary = table.summary
+    assert summary[["policy", "aligner"]].values.tolist() == [["zero", "none"], ["zero", "aligner"]]
+    assert summary["canonical_n"].tolist() == [4, 4] and summary["seen_n"].tolist() == [4, 4] and summary["unseen_n"].tolist() == [4, 3]
+    assert summary["canonical_successes"].tolist() == [3, 3] and summary["seen_successes"].tolist() == [2, 3]
+    assert summary["unseen_successes"].tolist() == [0, 2] and summary["errors"].tolist() == [0, 1]
+    np.testing.assert_allclose(summary["seen_drop"], [2 / 4 - 3 / 4, 3 / 4 - 3 / 4])
+    np.testing.assert_allclose(summary["unseen_drop"], [0 / 4 - 3 / 4, 2 / 3 - 3 / 4])
+    assert (summary["unseen_drop_low"] < summary["unseen_drop"]).all() and (summary["unseen_drop"] < summary["unseen_drop_high"]).all()
+    cells = table.cells.set_index(["aligner", "domain"])
     assert sorted(table.cells["domain"].unique()) == ["canonical", "dim", "dusk"]
+    assert cells.loc[("none", "dim"), "set"] == "seen" and cells.loc[("aligner", "dusk"), "set"] == "unseen"
+    assert (cells.loc[("aligner", "dusk"), "n"], cells.loc[("aligner", "dusk"), "errors"]) == (3, 1)
     text = render_transfer(table)
-    assert "| zero | aligner | 0% [0, 66] (n=2) |" in text
+    assert "| zero | none | 75% [30, 95] (n=4) | 50% [15, 85] (n=4) | 0% [0, 49] (n=4) |" in text
+    assert "| zero | aligner | unseen | dusk | 67% [21, 94] (n=3) | 1 |" in text
     low, high = newcombe_interval(9, 10, 5, 10)
     assert low < 0.4 < high and -1 <= low and high <= 1
