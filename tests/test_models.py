@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_in_process import vitabench_in_process
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
@@ -314,42 +315,57 @@ def test_policies_step_a_real_libero_env(policies):
         env.close()
 
 
-@pytest.mark.parametrize("name", list(RAW))
-def test_vitabench_run_completes_libero_episodes_with_records(name, tmp_path):
-    out = tmp_path / "run"
-    command = [
-        str(Path(sys.executable).parent / "vitabench"), "run", "--policy", name, "--policy-arg", "preset=tiny",
-        "--policy-arg", "device=cpu", "--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1",
-        "--max-steps", "10", "--protocol", "vita_vla_paper", "--out", str(out), "--quiet",
-    ]
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+VITABENCH = str(Path(sys.executable).parent / "vitabench")
+RUN_ENV = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
+#: one 10-step LIBERO episode under vita_vla_paper with a --max-steps override (a derived protocol)
+LIBERO_RUN = ("--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1", "--max-steps", "10",
+              "--protocol", "vita_vla_paper", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def teacher_run(checkpoints, tmp_path_factory) -> Path:
+    """The teacher checkpoint (saved under vita_vla_paper) run by the real CLI, in its own process,
+    on LIBERO_RUN: the teacher's LIBERO run of this module, shared by the two tests below."""
+    out = tmp_path_factory.mktemp("teacher_run") / "run"
+    command = [VITABENCH, "run", "--policy", "teacher", "--policy-arg", f"checkpoint={checkpoints['teacher']}",
+               "--policy-arg", "device=cpu", *LIBERO_RUN, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **RUN_ENV})
     assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("name", list(RAW))
+def test_vitabench_run_completes_libero_episodes_with_records(name, checkpoints, request, tmp_path):
+    if name == "teacher":  # a trained checkpoint: its records carry the weights' hash
+        out = request.getfixturevalue("teacher_run")
+        checkpoint_hash = weights_hash(checkpoints["teacher"] / "model.safetensors")
+    else:  # an untrained preset: no hash
+        out = tmp_path / "run"
+        result = vitabench_in_process("run", "--policy", name, "--policy-arg", "preset=tiny", "--policy-arg", "device=cpu",
+                                      *LIBERO_RUN, "--out", str(out), env=RUN_ENV)
+        assert result.returncode == 0, result.stderr[-2000:]
+        checkpoint_hash = None
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert len(records) == 1
     record = records[0]
     assert record["status"] == "ok", record
-    assert record["policy"]["name"] == name and record["policy"]["checkpoint_hash"] is None
+    assert record["policy"]["name"] == name and record["policy"]["checkpoint_hash"] == checkpoint_hash
     assert record["steps"] == 10
 
 
-def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, tmp_path):
-    """The teacher checkpoint was saved under vita_vla_paper: standard is refused, an override is not."""
-    base = [
-        str(Path(sys.executable).parent / "vitabench"), "run", "--policy", "teacher",
-        "--policy-arg", f"checkpoint={checkpoints['teacher']}", "--policy-arg", "device=cpu",
-        "--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1", "--quiet",
-    ]
-    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
-    refused = subprocess.run([*base, "--protocol", "standard", "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300, env=env)
-    assert refused.returncode == 2
+def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, teacher_run, tmp_path):
+    """The teacher checkpoint was saved under vita_vla_paper: standard is refused (a real process:
+    exit 2, the difference on stderr, nothing run); an override is not (``teacher_run``)."""
+    refused = subprocess.run(
+        [VITABENCH, "run", "--policy", "teacher", "--policy-arg", f"checkpoint={checkpoints['teacher']}",
+         "--policy-arg", "device=cpu", "--suite", "libero_goal", "--tasks", "0", "--episodes-per-task", "1", "--quiet",
+         "--protocol", "standard", "--out", str(tmp_path / "a")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **RUN_ENV},
+    )
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "trained under protocol vita_vla_paper@2#" in refused.stderr and "differ from standard@2#" in refused.stderr
     assert "resolution 128 vs 256" in refused.stderr
     assert not (tmp_path / "a" / "episodes.jsonl").exists()
-    accepted = subprocess.run(
-        [*base, "--protocol", "vita_vla_paper", "--max-steps", "3", "--out", str(tmp_path / "b")],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert accepted.returncode == 0, accepted.stderr[-2000:]
-    record = json.loads((tmp_path / "b" / "episodes.jsonl").read_text().splitlines()[0])
-    assert record["policy"]["checkpoint_hash"] == weights_hash(checkpoints["teacher"] / "model.safetensors")
+    accepted = json.loads((teacher_run / "episodes.jsonl").read_text().splitlines()[0])
+    assert accepted["status"] == "ok" and accepted["protocol"]["name"] == "vita_vla_paper+max_steps=10"
+    assert accepted["policy"]["checkpoint_hash"] == weights_hash(checkpoints["teacher"] / "model.safetensors")

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vitabench.api.episode import build_manifest
 from vitabench.api.protocol import FIXTURE_RULES, OBSERVATION_FIELDS, Protocol, ProtocolError, find_protocol, load_protocol, preset_names
-from vitabench.registry import get_suite
+from vitabench.api.suite import Suite
+from vitabench.registry import SUITES, get_suite
+from vitabench.runner import run_evaluation
 
 
 def test_presets_hold_the_published_conventions() -> None:
@@ -146,18 +149,44 @@ def test_manifest_is_deterministic_and_assigns_init_states_by_index() -> None:
     assert len(set(seeds)) == 5 and seeds == [e.seed for e in build_manifest(suite, per_episode, [0, 1], 5).episodes[:5]]
 
 
+class StillEnv:
+    """A stand-in for LIBERO's env (no simulator): nothing moves, episodes end at the step limit."""
+
+    def __init__(self, task, protocol, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
+        self.max_steps, self.steps = max_steps or 1, 0
+
+    def _obs(self) -> dict:
+        return {"state": {"ee_pos": np.zeros(3, np.float32), "gripper_qpos": np.zeros(2, np.float32)}, "instruction": ""}
+
+    def reset(self, seed=None, options=None):
+        self.steps = 0
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        self.steps += 1
+        return self._obs(), 0.0, False, self.steps >= self.max_steps, {"success": False}
+
+    def close(self) -> None:
+        pass
+
+
+def still_libero_object(name: str) -> Suite:
+    """libero_object as the runner sees it (name, tasks, init states, step key), on ``StillEnv``."""
+    return dataclasses.replace(get_suite("libero_object"), env_entry_point=f"{__name__}:StillEnv")
+
+
 def test_manifest_does_not_depend_on_how_a_run_is_executed(tmp_path: Path) -> None:
-    """The runner writes the same manifest for 1 and 2 workers (it is built before any rollout)."""
+    """The runner writes the same manifest for 1 and 2 workers (it is built before any rollout,
+    so the real worker processes here run libero_object's episodes on a stand-in env)."""
+    SUITES.register("libero_object_still", f"{__name__}:still_libero_object")
     manifests = []
     for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        subprocess.run(
-            [sys.executable, "-m", "vitabench", "run", "--policy", "zero", "--suite", "libero_object", "--tasks", "0,1",
-             "--episodes-per-task", "2", "--max-steps", "2", "--workers", str(workers), "--out", str(out), "--quiet"],
-            check=True, capture_output=True, text=True,
-        )
+        out = run_evaluation("zero", {}, "libero_object_still", tasks=[0, 1], episodes_per_task=2, max_steps=2,
+                             workers=workers, out=tmp_path / f"w{workers}")
+        assert {r["status"] for r in map(json.loads, (out / "episodes.jsonl").read_text().splitlines())} == {"ok"}
         manifests.append(json.loads((out / "manifest.json").read_text()))
     assert manifests[0] == manifests[1] and len(manifests[0]["episodes"]) == 4
+    assert manifests[0]["suite"] == "libero_object"
 
 
 def test_unknown_task_id_names_the_range() -> None:

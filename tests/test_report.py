@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cli_in_process import vitabench_in_process
 from report_runs import first_k, write_run
 from vitabench.api.protocol import load_protocol
 from vitabench.report import build_report, check_published, compare_runs, success_table
@@ -20,10 +20,10 @@ from vitabench.report.runs import ReportError
 from vitabench.report.stats import wilson_interval
 
 
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli_subprocess(*args: str) -> subprocess.CompletedProcess:
+    """``vitabench ARGS`` in a fresh interpreter: the exit code and stderr exactly as a shell sees them."""
     code = "import sys; from vitabench.cli import main; sys.argv = ['vitabench', *sys.argv[1:]]; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -96,36 +96,36 @@ def test_same_label_suite_and_protocol_twice_is_disambiguated(runs, tmp_path) ->
 
 def test_cli_report_formats(runs, tmp_path) -> None:
     dirs = [str(runs["good_object"]), str(runs["good_spatial"]), str(runs["bad_object"])]
-    md = cli("report", *dirs, "--format", "md")
+    md = vitabench_in_process("report", *dirs, "--format", "md")
     assert md.returncode == 0, md.stderr
     assert "| good | standard@2#" in md.stdout and "77.8 [54.8, 91.0]" in md.stdout  # 14/18
     assert "errors" in md.stdout and "excluded from the denominator" in md.stdout
     out = tmp_path / "r.json"
-    assert cli("report", *dirs, "--out", str(out)).returncode == 0  # format from the suffix
+    assert vitabench_in_process("report", *dirs, "--out", str(out)).returncode == 0  # format from the suffix
     data = json.loads(out.read_text())
     overall = {r["label"]: r for r in data["long"] if r["level"] == "overall"}
     assert overall["bad"]["rate"] == 0.0 and overall["bad"]["ci_high"] == pytest.approx(wilson_interval(0, 20)[1])
     csv = tmp_path / "r.csv"
-    assert cli("report", *dirs, "--out", str(csv)).returncode == 0
+    assert vitabench_in_process("report", *dirs, "--out", str(csv)).returncode == 0
     frame = pd.read_csv(csv)
     assert set(frame["level"]) == {"task", "suite", "overall"}
-    latex = cli("report", *dirs, "--format", "latex").stdout
+    latex = vitabench_in_process("report", *dirs, "--format", "latex").stdout
     assert r"\begin{tabular}" in latex and r"libero\_object" in latex and r"standard@2\#" in latex
-    term = cli("report", *dirs).stdout
+    term = vitabench_in_process("report", *dirs).stdout
     assert "Success rate (%) by suite" in term and "Protocols" in term
 
 
 def test_cli_report_errors_are_one_line(tmp_path) -> None:
-    missing = cli("report", str(tmp_path / "nope"))
+    missing = cli_subprocess("report", str(tmp_path / "nope"))  # a real process: nothing else on stderr
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
-    empty = cli("report")
+    empty = vitabench_in_process("report")
     assert empty.returncode == 2 and "--published" in empty.stderr
-    bad_format = cli("report", "--published", "--format", "docx")
+    bad_format = vitabench_in_process("report", "--published", "--format", "docx")
     assert bad_format.returncode == 2 and "accepted: term, md, html, latex, csv, json" in bad_format.stderr
 
 
 def test_with_published_shows_quoted_rows_beside_measured(runs) -> None:
-    result = cli("report", str(runs["good_object"]), "--with-published", "--format", "md")
+    result = vitabench_in_process("report", str(runs["good_object"]), "--with-published", "--format", "md")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     octo = next(line for line in lines if line.startswith("| Octo (quoted)"))
@@ -180,7 +180,7 @@ def test_published_average_checks_flag_exactly_the_mismatches() -> None:
 
 
 def test_cli_published_report_reproduces_and_flags() -> None:
-    result = cli("report", "--published", "--format", "md")
+    result = vitabench_in_process("report", "--published", "--format", "md")
     assert result.returncode == 0, result.stderr
     text = result.stdout
     for method, (values, stated) in PAPER_LIBERO.items():
@@ -190,7 +190,7 @@ def test_cli_published_report_reproduces_and_flags() -> None:
     assert "83.925" in cot
     assert "Seer-Large states Avg 87.7 but the mean of its 10 values is 87.17" in text
     assert "CoT-VLA states Avg 81.1 but the mean of its 4 values is 83.92" in text
-    data = json.loads(cli("report", "--published", "--format", "json").stdout)
+    data = json.loads(vitabench_in_process("report", "--published", "--format", "json").stdout)
     assert {(c["table"], c["method"]) for c in data["checks"] if c["check"] == "average" and not c["matches"]} == {
         ("libero", "CoT-VLA"), ("libero_long_tasks", "Seer-Large"), ("calvin", "VITA-VLA only-ft")
     }
@@ -216,12 +216,11 @@ def test_compare_cli_exit_codes_and_summary(tmp_path) -> None:
     baseline = write_run(tmp_path / "base", "scripted", "libero_object", first_k(9))
     candidate = write_run(tmp_path / "cand", "zero", "libero_object", first_k(0))
     summary = tmp_path / "summary.md"
-    failing = cli("compare", str(baseline), str(candidate), "--summary", str(summary))
+    failing = vitabench_in_process("compare", str(baseline), str(candidate), "--summary", str(summary))
     assert failing.returncode == 1, failing.stderr
     assert "REGRESSION" in failing.stdout and "b = 18" in summary.read_text()
     step_summary = tmp_path / "step.md"
-    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(step_summary)}
-    same = cli("compare", str(baseline), str(baseline), env=env)
+    same = vitabench_in_process("compare", str(baseline), str(baseline), env={"GITHUB_STEP_SUMMARY": str(step_summary)})
     assert same.returncode == 0 and "no significant regression" in step_summary.read_text()
 
 
@@ -231,11 +230,11 @@ def test_compare_refuses_other_protocol_or_no_shared_episodes(tmp_path) -> None:
     with pytest.raises(CompareRefused, match="different protocols"):
         compare_runs(baseline, paper)
     other_tasks = write_run(tmp_path / "other", "zero", "libero_object", first_k(0), tasks=(5, 6))
-    refused = cli("compare", str(baseline), str(other_tasks))
+    refused = vitabench_in_process("compare", str(baseline), str(other_tasks))
     assert refused.returncode == 2 and "share no episode" in refused.stderr
     assert refused.stderr.strip().count("\n") == 0
     all_errors = write_run(tmp_path / "errors", "zero", "libero_object", lambda e: None)
-    assert cli("compare", str(baseline), str(all_errors)).returncode == 2
+    assert vitabench_in_process("compare", str(baseline), str(all_errors)).returncode == 2
 
 
 def test_incomplete_run_is_said_so_and_plots_are_written(tmp_path) -> None:
@@ -245,6 +244,6 @@ def test_incomplete_run_is_said_so_and_plots_are_written(tmp_path) -> None:
     report = build_report([run])
     assert report.overall.iloc[0]["episodes"] == 7
     assert any(n.startswith("INCOMPLETE") and "7 of its 20 planned" in n for n in report.notes)
-    result = cli("report", str(run), "--format", "md", "--plots", str(tmp_path / "plots"))
+    result = vitabench_in_process("report", str(run), "--format", "md", "--plots", str(tmp_path / "plots"))
     assert result.returncode == 0 and "INCOMPLETE" in result.stdout
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["suites.png", "suites.svg", "tasks.png", "tasks.svg"]

@@ -3,6 +3,9 @@
 The candidate is a real run of the `zero` policy. vitabench has no scripted (task-solving)
 policy, so the high-success baseline is that run's own records rewritten as successes of a
 policy named `scripted`: same manifest, same episode ids, same protocol.
+
+Commands go through the console entry point in this process (the env workers are real spawned
+processes); the committed-baseline gate runs in a real subprocess, as CI runs it.
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ from pathlib import Path
 
 import pytest
 
+from cli_in_process import vitabench_in_process
 from vitabench.runner.store import RunStore
 
 ENV = {**os.environ, "MUJOCO_GL": "egl"}
 
 
-def vitabench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def vitabench_subprocess(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``vitabench ARGS`` in a fresh interpreter: the exit code a CI gate sees."""
     code = "import sys; from vitabench.cli import main; sys.argv = ['vitabench', *sys.argv[1:]]; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def vitabench(*args: str) -> subprocess.CompletedProcess:
+    """``vitabench ARGS`` in this process under ``ENV``'s MUJOCO_GL (the committed-baseline gate keeps a real process)."""
+    return vitabench_in_process(*args, env={"MUJOCO_GL": ENV["MUJOCO_GL"]})
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +64,7 @@ def test_report_and_compare_real_runs(zero_run, tmp_path) -> None:
     assert report.returncode == 0, report.stderr
     overall = next(r for r in json.loads(report.stdout)["long"] if r["level"] == "overall")
     assert (overall["label"], overall["ok"], overall["successes"]) == ("zero", 6, 0)
-    assert overall["protocol"].startswith("standard+max_steps=5@1#")
+    assert overall["protocol"].startswith("standard+max_steps=5@2#")
 
     same = vitabench("compare", str(zero_run), str(zero_run))
     assert same.returncode == 0 and "no significant regression" in same.stdout
@@ -71,7 +81,7 @@ def test_report_and_compare_real_runs(zero_run, tmp_path) -> None:
 
 def test_fresh_run_passes_the_committed_baseline(zero_run) -> None:
     baseline = Path(__file__).parents[1] / "reports" / "baselines" / "zero-libero_object-smoke"
-    result = vitabench("compare", str(baseline), str(zero_run))
+    result = vitabench_subprocess("compare", str(baseline), str(zero_run))  # the gate as CI runs it
     assert result.returncode == 0, (
         f"{result.stderr.strip()} -- if the protocol changed on purpose, regenerate the baseline "
         "(see reports/baselines/README.md)"
@@ -79,8 +89,32 @@ def test_fresh_run_passes_the_committed_baseline(zero_run) -> None:
     assert "Paired on 6 shared episodes" in result.stdout
 
 
+#: reports/ablations/baselines_smoke.toml on one task (one env build per variant, not two);
+#: 4 episodes keep its 4 pairs. test_report_ablation checks the committed spec itself.
+ONE_TASK_SMOKE = """\
+name = "baselines_smoke_one_task"
+description = "zero vs random actions, libero_object task 0, 5 steps"
+reference = "zero"
+suites = ["libero_object"]
+tasks = [0]
+episodes_per_task = 4
+protocol = "standard"
+max_steps = 5
+
+[[variants]]
+name = "zero"
+policy = "zero"
+
+[[variants]]
+name = "random"
+policy = "random"
+args = { chunk = 2 }
+"""
+
+
 def test_ablate_runs_missing_variants_then_reuses_them(tmp_path) -> None:
-    spec = Path(__file__).parents[1] / "reports" / "ablations" / "baselines_smoke.toml"
+    spec = tmp_path / "baselines_smoke_one_task.toml"
+    spec.write_text(ONE_TASK_SMOKE)
     out = tmp_path / "ablation"
     first = vitabench("ablate", str(spec), "--out", str(out), "--format", "json")
     assert first.returncode == 0, first.stderr[-2000:]

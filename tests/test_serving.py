@@ -20,8 +20,9 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import BasePolicy, PolicySpec
-from vitabench.api.suite import Task
-from vitabench.registry import make_policy
+from vitabench.api.suite import Suite, Task
+from vitabench.registry import SUITES, make_policy
+from vitabench.runner import run_evaluation
 
 TESTS_DIR = Path(__file__).resolve().parent
 TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the plate", n_init_states=1)
@@ -123,18 +124,27 @@ def run_openpi_like_server() -> None:
     asyncio.run(main())
 
 
-def start(boot: str, *args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
+def launch(boot: str, *args: str) -> subprocess.Popen:
+    """Start a server process; :func:`url_of` waits until it serves."""
+    return subprocess.Popen(
         [sys.executable, "-c", boot, str(TESTS_DIR), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def url_of(proc: subprocess.Popen) -> str:
     line = proc.stdout.readline()
     if not line.startswith("serving"):
         proc.kill()
         raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
-    return proc, line.split(" on ")[-1].strip()
+    return line.split(" on ")[-1].strip()
+
+
+def start(boot: str, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = launch(boot, *args)
+    return proc, url_of(proc)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -347,28 +357,44 @@ def test_health_check_answers_like_openpi(echo_server):
         assert response.status == 200
 
 
-def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1, max_steps: int | None = 5) -> list[dict]:
-    """``vitabench run`` on two episodes of libero_object task 0; its records by episode."""
-    steps = [] if max_steps is None else ["--max-steps", str(max_steps)]
+def records_of(out: Path) -> list[dict]:
+    """The records of run directory ``out``, by episode."""
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    return sorted(records, key=lambda r: r["episode_id"])
+
+
+def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1, max_steps: int = 5) -> list[dict]:
+    """``vitabench run`` (the CLI, a real process) on two episodes of libero_object task 0; its records by episode."""
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "vitabench"), "run", "--policy", policy, *args, *steps,
+        [str(Path(sys.executable).parent / "vitabench"), "run", "--policy", policy, *args, "--max-steps", str(max_steps),
          "--suite", "libero_object", "--tasks", "0", "--episodes-per-task", "2",
          "--workers", str(workers), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "egl"},
     )
-    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert (out / "episodes.jsonl").exists(), result.stderr
+    records = records_of(out)
     assert records, result.stderr
-    return sorted(records, key=lambda r: r["episode_id"])
+    return records
+
+
+def in_process_run(out: Path, policy: str, max_steps: int) -> list[dict]:
+    """The same episodes as :func:`vitabench_run` through the runner's Python API in this process
+    (real env worker, no CLI start-up); its records by episode."""
+    return records_of(run_evaluation(policy, {}, "libero_object", tasks=[0], episodes_per_task=2, max_steps=max_steps, out=out))
 
 
 @pytest.mark.parametrize(
     ("policy", "max_steps", "remote_workers"),
-    [("random", 5, 2), pytest.param("scripted", None, 1, marks=pytest.mark.slow)],
+    # scripted: 40 steps of the privileged expert (privileged state over the wire drives it; its
+    # full-length successes are test_scripted's); random: two remote workers
+    [("random", 5, 2), pytest.param("scripted", 40, 1, marks=pytest.mark.slow)],
 )
-def test_run_in_process_and_remote_give_identical_episodes(tmp_path, policy, max_steps, remote_workers):
-    proc, url = start(BOOT_CLI, "serve", "--policy", policy, "--port", "0")
+def test_run_in_process_and_remote_give_identical_episodes(tmp_path, monkeypatch, policy, max_steps, remote_workers):
+    monkeypatch.setenv("MUJOCO_GL", "egl")  # as vitabench_run's
+    proc = launch(BOOT_CLI, "serve", "--policy", policy, "--port", "0")
     try:
-        local = vitabench_run(tmp_path / "local", policy, max_steps=max_steps)
+        local = in_process_run(tmp_path / "local", policy, max_steps)  # while the server starts
+        url = url_of(proc)
         remote = vitabench_run(tmp_path / "remote", "remote", "--policy-arg", f"url={url}",
                                workers=remote_workers, max_steps=max_steps)
     finally:
@@ -379,17 +405,45 @@ def test_run_in_process_and_remote_give_identical_episodes(tmp_path, policy, max
     # the state trajectories themselves are identical, not only the outcomes
     assert [r["extra"]["state_digest"] for r in remote] == [r["extra"]["state_digest"] for r in local]
     assert local[0]["extra"]["state_digest"] != local[1]["extra"]["state_digest"]
-    if policy == "scripted":  # full-length episodes the expert solves (privileged state over the wire)
-        assert [r["success"] for r in remote] == [True, True]
+
+
+class StillEnv:
+    """A stand-in env (no simulator): nothing moves; an episode ends at its step limit."""
+
+    def __init__(self, task, protocol, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
+        self.max_steps, self.steps = max_steps or 1, 0
+
+    def _obs(self) -> dict:
+        return {"state": {"ee_pos": np.zeros(3, np.float32), "gripper_qpos": np.zeros(2, np.float32)}, "instruction": "wait"}
+
+    def reset(self, seed=None, options=None):
+        self.steps = 0
+        return self._obs(), {"success": False}
+
+    def step(self, action):
+        self.steps += 1
+        return self._obs(), 0.0, False, self.steps >= self.max_steps, {"success": False}
+
+    def close(self) -> None:
+        pass
+
+
+def still_suite(name: str) -> Suite:
+    return Suite(name, "libero_object", (Task(name, 0, "wait", "wait", n_init_states=2),), f"{__name__}:StillEnv")
 
 
 def test_a_dying_server_gives_error_episodes_and_the_run_goes_on(tmp_path):
+    """The remote policy's failures become error records; the env (a stand-in) plays no part."""
+    SUITES.register("serving_still", f"{__name__}:still_suite")
     proc, url = start(BOOT_CLI, "serve", "--policy", "dying", "--port", "0")
     try:
-        records = vitabench_run(tmp_path / "run", "remote", "--policy-arg", f"url={url}")
+        out = run_evaluation("remote", {"url": url}, "serving_still", tasks=[0], episodes_per_task=2, max_steps=5,
+                             out=tmp_path / "run")
+        records = records_of(out)
     finally:
         stop(proc)
-    assert [r["status"] for r in records] == ["error", "error"]
+    errors = [r["error"] for r in records]
+    assert [r["status"] for r in records] == ["error", "error"], errors
     assert [r["success"] for r in records] == [None, None]
-    assert f"policy server {url} failed: the connection closed" in records[0]["error"]
-    assert f"cannot reach policy server {url}: connection refused" in records[1]["error"]
+    assert f"policy server {url} failed: the connection closed" in records[0]["error"], errors
+    assert f"cannot reach policy server {url}: connection refused" in records[1]["error"], errors
