@@ -21,13 +21,7 @@ for file in ${DATA:?set DATA to the demo files}; do data_args+=(--data "$file");
 mkdir -p "$CK" "$OUT/logs" "$OUT/ablation"
 export OMP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl}
 
-timed() {  # timed NAME COMMAND...: run, log, append the wall time
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  "$@" >> "$OUT/logs/$name.log" 2>&1
-  printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$OUT/wall_times.tsv"
-}
+source "$(dirname "$0")/timed.sh"  # timed NAME COMMAND...
 
 stage() {  # stage NAME COMMAND...: train into $CK/NAME unless it is finished
   local name=$1

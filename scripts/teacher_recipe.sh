@@ -14,13 +14,7 @@ VB=.venv/bin/vitabench
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$OUT/data" "$OUT/ckpt" "$OUT/eval" "$OUT/logs"
 
-timed() {  # timed NAME COMMAND...: run, log, append the wall time
-  local name=$1 start
-  shift
-  start=$(date +%s)
-  "$@" >> "$OUT/logs/$name.log" 2>&1
-  printf '%s\t%s\n' "$name" "$(( $(date +%s) - start ))" >> "$OUT/wall_times.tsv"
-}
+source "$(dirname "$0")/timed.sh"  # timed NAME COMMAND...
 
 collect_pair() {  # collect_pair NAME FIRST N ARGS...: init states FIRST.. and FIRST+N.. (N each) in two processes
   local name=$1 first=$2 n=$3 start pids=()

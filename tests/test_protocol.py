@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from vitabench.api.episode import build_manifest
@@ -149,30 +148,9 @@ def test_manifest_is_deterministic_and_assigns_init_states_by_index() -> None:
     assert len(set(seeds)) == 5 and seeds == [e.seed for e in build_manifest(suite, per_episode, [0, 1], 5).episodes[:5]]
 
 
-class StillEnv:
-    """A stand-in for LIBERO's env (no simulator): nothing moves, episodes end at the step limit."""
-
-    def __init__(self, task, protocol, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
-        self.max_steps, self.steps = max_steps or 1, 0
-
-    def _obs(self) -> dict:
-        return {"state": {"ee_pos": np.zeros(3, np.float32), "gripper_qpos": np.zeros(2, np.float32)}, "instruction": ""}
-
-    def reset(self, seed=None, options=None):
-        self.steps = 0
-        return self._obs(), {"success": False}
-
-    def step(self, action):
-        self.steps += 1
-        return self._obs(), 0.0, False, self.steps >= self.max_steps, {"success": False}
-
-    def close(self) -> None:
-        pass
-
-
 def still_libero_object(name: str) -> Suite:
     """libero_object as the runner sees it (name, tasks, init states, step key), on ``StillEnv``."""
-    return dataclasses.replace(get_suite("libero_object"), env_entry_point=f"{__name__}:StillEnv")
+    return dataclasses.replace(get_suite("libero_object"), env_entry_point="still_env:StillEnv")
 
 
 def test_manifest_does_not_depend_on_how_a_run_is_executed(tmp_path: Path) -> None:

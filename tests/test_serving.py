@@ -407,29 +407,8 @@ def test_run_in_process_and_remote_give_identical_episodes(tmp_path, monkeypatch
     assert local[0]["extra"]["state_digest"] != local[1]["extra"]["state_digest"]
 
 
-class StillEnv:
-    """A stand-in env (no simulator): nothing moves; an episode ends at its step limit."""
-
-    def __init__(self, task, protocol, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
-        self.max_steps, self.steps = max_steps or 1, 0
-
-    def _obs(self) -> dict:
-        return {"state": {"ee_pos": np.zeros(3, np.float32), "gripper_qpos": np.zeros(2, np.float32)}, "instruction": "wait"}
-
-    def reset(self, seed=None, options=None):
-        self.steps = 0
-        return self._obs(), {"success": False}
-
-    def step(self, action):
-        self.steps += 1
-        return self._obs(), 0.0, False, self.steps >= self.max_steps, {"success": False}
-
-    def close(self) -> None:
-        pass
-
-
 def still_suite(name: str) -> Suite:
-    return Suite(name, "libero_object", (Task(name, 0, "wait", "wait", n_init_states=2),), f"{__name__}:StillEnv")
+    return Suite(name, "libero_object", (Task(name, 0, "wait", "wait", n_init_states=2),), "still_env:StillEnv")
 
 
 def test_a_dying_server_gives_error_episodes_and_the_run_goes_on(tmp_path):
