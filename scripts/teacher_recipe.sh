@@ -14,7 +14,7 @@ VB=.venv/bin/vitabench
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$OUT/data" "$OUT/ckpt" "$OUT/eval" "$OUT/logs"
 
-source "$(dirname "$0")/timed.sh"  # timed NAME COMMAND...
+source scripts/timed.sh  # timed NAME COMMAND... (the repository root is the working directory)
 
 collect_pair() {  # collect_pair NAME FIRST N ARGS...: init states FIRST.. and FIRST+N.. (N each) in two processes
   local name=$1 first=$2 n=$3 start pids=()
