@@ -66,6 +66,7 @@ def write_run(
                 policy=policy_record,
                 protocol={"name": proto.name, "version": proto.version, "hash": proto.hash},
                 manifest_hash=manifest.hash,
+                domain=episode.domain or proto.domain_ref,
             )
         )
     return out

@@ -75,7 +75,8 @@ def test_observation_differences_name_only_what_a_policy_sees() -> None:
     ]
     for name in OBSERVATION_FIELDS:
         value = {"cameras": ("agentview",), "resolution": 128, "image_orientation": "raw", "settle_steps": 1,
-                 "settle_action": (0.0,) * 7, "control_freq": 10, "simulator": {"mujoco": "3.3.3"}, "domain": {"set": "seen", "name": "dim", "version": "1"}}[name]
+                 "settle_action": (0.0,) * 7, "control_freq": 10, "simulator": {"mujoco": "3.3.3"}, "domain": {"set": "seen", "name": "dim", "version": "1"},
+                 "domains": ({"set": "seen", "name": "dim", "version": "1"},)}[name]
         (difference,) = standard.observation_differences(dataclasses.replace(standard, **{name: value}))
         assert difference.startswith(f"{name} ")
 
@@ -95,7 +96,7 @@ def test_hash_changes_when_any_field_changes(field: str) -> None:
         "image_orientation": "raw", "seed": 8, "seed_rule": "per_episode", "init_state_ids": tuple(range(49)),
         "episodes_per_task": 20, "success_rule": "success_at_end", "control_freq": 10,
         "simulator": {**base.simulator, "mujoco": "3.3.3"}, "derived_from": "x", "domain": {"name": "dim"},
-        "fixture_rule": "second_draw",
+        "fixture_rule": "second_draw", "domains": ({"name": "dim"},),
     }
     assert field in changed_values, f"test does not cover protocol field {field}"
     assert dataclasses.replace(base, **{field: changed_values[field]}).hash != base.hash

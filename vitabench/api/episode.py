@@ -16,7 +16,7 @@ Status = Literal["ok", "error"]
 
 @dataclass(frozen=True)
 class Episode:
-    """One rollout to perform: which task, which init state, which seed."""
+    """One rollout to perform: which task, which init state, which seed (and, in a domain-set run, which domain)."""
 
     episode_id: str
     suite: str
@@ -24,7 +24,15 @@ class Episode:
     task: str
     init_state_id: int
     seed: int
-    index: int  # position within its task: 0 .. episodes_per_task - 1
+    index: int  # position within its task (and domain): 0 .. episodes_per_task - 1
+    domain: str | None = None  # ``set/name@version`` in a domain-set run (Protocol.with_domains); None: the protocol's
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form; without ``domain`` outside domain-set runs, so their manifests keep their hashes."""
+        data = dataclasses.asdict(self)
+        if self.domain is None:
+            del data["domain"]
+        return data
 
 
 def episode_seed(protocol: Protocol, suite: str, task_id: int, index: int) -> int:
@@ -52,7 +60,7 @@ class Manifest:
         return {
             "suite": self.suite,
             "protocol_hash": self.protocol_hash,
-            "episodes": [dataclasses.asdict(e) for e in self.episodes],
+            "episodes": [e.to_dict() for e in self.episodes],
         }
 
     @classmethod
@@ -80,7 +88,9 @@ def build_manifest(
     """Every episode of the run, decided before any rollout.
 
     Episode ``k`` of a task uses init state ``protocol.init_state_ids[k % n]``; the result
-    depends only on its arguments, never on workers, batch size or timing.
+    depends only on its arguments, never on workers, batch size or timing. Under a domain set
+    (:meth:`Protocol.with_domains`) each task's episodes are repeated in every domain, with the same
+    init states and seeds, and their ids end in ``@SET/NAME``.
     """
     ids = list(range(len(suite.tasks))) if task_ids is None else list(task_ids)
     if len(set(ids)) != len(ids):
@@ -97,19 +107,21 @@ def build_manifest(
                 f"task {task_id} of {suite.name} has {task.n_init_states} init states; "
                 f"protocol {protocol.name!r} asks for ids {protocol.init_state_ids[0]}.."
             )
-        for k in range(per_task):
-            init_state = usable[k % len(usable)]
-            episodes.append(
-                Episode(
-                    episode_id=f"{suite.name}/t{task_id:03d}/e{k:04d}",
-                    suite=suite.name,
-                    task_id=task_id,
-                    task=task.name,
-                    init_state_id=init_state,
-                    seed=episode_seed(protocol, suite.name, task_id, k),
-                    index=k,
+        for domain in protocol.episode_domains:
+            suffix = "" if domain is None else "@" + domain.rpartition("@")[0]
+            for k in range(per_task):
+                episodes.append(
+                    Episode(
+                        episode_id=f"{suite.name}/t{task_id:03d}/e{k:04d}{suffix}",
+                        suite=suite.name,
+                        task_id=task_id,
+                        task=task.name,
+                        init_state_id=usable[k % len(usable)],
+                        seed=episode_seed(protocol, suite.name, task_id, k),
+                        index=k,
+                        domain=domain,
+                    )
                 )
-            )
     return Manifest(suite=suite.name, protocol_hash=protocol.hash, episodes=tuple(episodes))
 
 
@@ -140,7 +152,7 @@ class EpisodeRecord:
     video: str | None = None
     finished_at: float = 0.0
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    domain: str | None = None  # the protocol's visual domain (``set/name@version``); None: as built
+    domain: str | None = None  # the episode's visual domain (``set/name@version``); None: as built
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=_jsonable)

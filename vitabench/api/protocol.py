@@ -9,7 +9,7 @@ import tomllib
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from vitabench.api.errors import VitabenchError
 
@@ -32,6 +32,7 @@ LEGACY_FIXTURE_RULE = "first_draw"
 #: ``vitabench.runner.evaluation.check_trained_protocol``); the others choose which episodes run.
 OBSERVATION_FIELDS: tuple[str, ...] = (
     "cameras", "resolution", "image_orientation", "settle_steps", "settle_action", "control_freq", "simulator", "domain",
+    "domains",
 )
 PRESET_VERSIONS_DIR = "superseded"
 
@@ -79,6 +80,7 @@ class Protocol:
     simulator: Mapping[str, str] = field(default_factory=dict)
     derived_from: str | None = None
     domain: Mapping[str, Any] | None = None  # a visual domain's full parameters (see with_domain)
+    domains: tuple[Mapping[str, Any], ...] = ()  # a domain set's, each run in one manifest (see with_domains)
 
     def __post_init__(self) -> None:
         problems = []
@@ -118,6 +120,8 @@ class Protocol:
         data["init_state_ids"] = list(self.init_state_ids)
         if self.domain is None:  # protocols without a domain keep the hash they always had
             del data["domain"]
+        if not self.domains:  # nor do protocols without a domain set
+            del data["domains"]
         if self.fixture_rule == LEGACY_FIXTURE_RULE:  # nor do protocols with the legacy fixture rule
             del data["fixture_rule"]
         return data
@@ -195,12 +199,32 @@ class Protocol:
             self, name=f"{self.name}+domain={domain.ref}", domain=domain.to_dict(), derived_from=self.ref
         )
 
+    def with_domains(self, domains: Sequence[Any], label: str) -> Protocol:
+        """:meth:`with_domain` for one domain; for several (a set, named ``label``), a derived protocol
+        whose manifest runs every episode once in each (see :meth:`in_domain`)."""
+        if len(domains) == 1:
+            return self.with_domain(domains[0])
+        return dataclasses.replace(
+            self, name=f"{self.name}+domain={label}", domains=tuple(d.to_dict() for d in domains), derived_from=self.ref
+        )
+
     @property
     def domain_ref(self) -> str | None:
         """``set/name@version`` of the protocol's visual domain, ``None`` for the scenes as built."""
-        if self.domain is None:
-            return None
-        return f"{self.domain['set']}/{self.domain['name']}@{self.domain['version']}"
+        return None if self.domain is None else _domain_ref(self.domain)
+
+    @property
+    def episode_domains(self) -> tuple[str | None, ...]:
+        """The domain refs a manifest repeats every episode in: the set's, else ``(None,)`` (the protocol's own)."""
+        return tuple(_domain_ref(d) for d in self.domains) or (None,)
+
+    def in_domain(self, ref: str | None) -> Protocol:
+        """The protocol an episode of domain ``ref`` (one of :attr:`episode_domains`) is rendered under:
+        this one with that domain alone; ``None``: this one."""
+        if ref is None:
+            return self
+        domain = next(d for d in self.domains if _domain_ref(d) == ref)
+        return dataclasses.replace(self, domain=domain, domains=())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Protocol:
@@ -226,6 +250,7 @@ class Protocol:
         values["cameras"] = tuple(values["cameras"])
         values["init_state_ids"] = _parse_ids(values["init_state_ids"], source)
         values["simulator"] = dict(values.get("simulator", {}))
+        values["domains"] = tuple(values.get("domains", ()))
         values["version"] = str(values["version"])
         return cls(**values)
 
@@ -248,9 +273,15 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=list)
 
 
+def _domain_ref(domain: Mapping[str, Any]) -> str:
+    return f"{domain['set']}/{domain['name']}@{domain['version']}"
+
+
 def _brief(value: Any) -> str:
     if isinstance(value, Mapping) and {"set", "name", "version"} <= set(value):  # a visual domain
-        return f"{value['set']}/{value['name']}@{value['version']}"
+        return _domain_ref(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):  # a domain set
+        return ",".join(map(_brief, value))
     return "none" if value is None else json.dumps(value, sort_keys=True, default=list).replace('"', "")
 
 

@@ -69,7 +69,7 @@ def run(
     protocol: Optional[str] = typer.Option(None, "--protocol", help="Protocol preset name or .toml/.json file [default: standard]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME (vitabench list domains; derived protocol)."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME, or a SET run whole in one manifest (vitabench list domains; derived protocol)."),
     init_states: Optional[str] = typer.Option(None, "--init-states", help="Init states episodes cycle through, e.g. 0-19 (derived protocol)."),
     workers: int = typer.Option(1, "--workers", help="Environment worker processes."),
     executor: str = typer.Option("local", "--executor", help="local (processes on this machine) | ray (Ray actors)."),

@@ -97,6 +97,8 @@ def render_built_report(report: Report, fmt: str) -> str:
     title = f"vitabench report: {report.episodes['run_dir'].nunique()} run(s)"
     if fmt in ("csv", "json"):
         frames = {"long": report.long_frame(), "matrix": report.matrix, "protocols": report.protocols}
+        if not report.domains.empty:
+            frames["domains"] = report.domains
         return render_data(frames, fmt, report.notes)
     figures = report_figures(report) if fmt == "html" else ()
     return _render_text(report_sections(report), title, fmt, figures)

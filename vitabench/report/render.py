@@ -84,6 +84,18 @@ def task_section(tasks: pd.DataFrame) -> Section:
     return Section("Success rate (%) by task", header, rows)
 
 
+def domain_section(domains: pd.DataFrame) -> Section:
+    header = ("policy", "protocol", "suite", "domain", "successes/ok", "rate [95% CI]", "errors")
+    rows = tuple(
+        (str(r["label"]), str(r["protocol"]), str(r["suite"]), str(r["domain"]), f"{r['successes']}/{r['ok']}",
+         rate_cell(r["rate"], r["ci_low"], r["ci_high"]), str(r["errors"]))
+        for _, r in domains.iterrows()
+    )
+    notes = ("SET (all) = every domain's episodes pooled (the set average: each domain runs the same episodes), "
+             "with its 95% Wilson interval.",)
+    return Section("Success rate (%) by visual domain", header, rows, notes)
+
+
 def protocol_section(protocols: pd.DataFrame) -> Section:
     columns = ["protocol", "max_steps", "settle_steps", "resolution", "image_orientation", "seed",
                "episodes_per_task", "description"]
@@ -99,6 +111,7 @@ def report_sections(report: Report) -> list[Section]:
         notes.append(QUOTED_NOTE)
     return [
         matrix_section(matrix, report.suite_names, notes),
+        *([domain_section(report.domains)] if not report.domains.empty else []),
         task_section(report.tasks),
         protocol_section(report.protocols),
     ]

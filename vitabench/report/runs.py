@@ -17,7 +17,7 @@ SUITE_ORDER: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal"
 
 EPISODE_COLUMNS = [
     "run_dir", "label", "protocol", "suite", "task_id", "task", "episode_id",
-    "init_state_id", "seed", "status", "success", "error", "steps", "wall_s",
+    "init_state_id", "seed", "domain", "status", "success", "error", "steps", "wall_s",
 ]
 
 

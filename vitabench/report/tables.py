@@ -59,6 +59,20 @@ def suite_table(episodes: pd.DataFrame) -> pd.DataFrame:
     return _order(aggregate(episodes, ["label", "protocol", "suite"]), ["suite"])
 
 
+def domain_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Runs over a domain set (records of two or more domains): one row per (label, protocol, suite,
+    domain), then the set's row (``domain`` = ``SET (all)``): every domain's episodes pooled, which
+    equals the mean of the domain rates when none errored (each domain runs the same episodes)."""
+    in_set = episodes[episodes.groupby("run_dir")["domain"].transform("nunique") > 1]
+    keys = ["label", "protocol", "suite"]
+    if in_set.empty:
+        return pd.DataFrame(columns=[*keys, "domain", *COUNT_COLUMNS])
+    sets = in_set.groupby(keys, sort=False)["domain"].agg(lambda refs: ",".join(sorted({r.split("/")[0] for r in refs})))
+    pooled = aggregate(in_set, keys)
+    pooled.insert(len(keys), "domain", [f"{sets[tuple(k)]} (all)" for k in pooled[keys].itertuples(index=False)])
+    return _order(pd.concat([aggregate(in_set, [*keys, "domain"]), pooled], ignore_index=True), ["suite"])
+
+
 def overall_table(episodes: pd.DataFrame, suites: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (label, protocol): episodes pooled over all suites, plus ``average``, the
     unweighted mean of the suite rates as papers report it (``suites``: :func:`suite_table`'s, if at hand)."""
@@ -119,6 +133,7 @@ class Report:
     matrix: pd.DataFrame
     protocols: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    domains: pd.DataFrame = field(default_factory=pd.DataFrame)  # domain_table's; empty without a domain-set run
 
     @property
     def suite_names(self) -> list[str]:
@@ -165,4 +180,5 @@ def build_report(run_dirs: Sequence[str | Path]) -> Report:
         matrix=matrix,
         protocols=protocols_frame(run_dirs),
         notes=notes,
+        domains=domain_table(episodes),
     )

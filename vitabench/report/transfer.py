@@ -1,7 +1,7 @@
 """The zero-shot transfer table: each policy with and without the PVA aligner, on canonical, seen and unseen domains.
 
-A run's domain is its protocol's (``Protocol.with_domain``; a run without one counts as
-``canonical``). A ``pva`` run is reported under its inner policy with ``aligner`` set, so the
+An episode's domain is its record's (its run's ``--domain``, or its own in a domain-set run;
+none counts as ``canonical``). A ``pva`` run is reported under its inner policy with ``aligner`` set, so the
 two rows of a policy sit together. Rates carry 95% Wilson intervals; the drop from canonical
 (percentage points) carries Newcombe's hybrid-score interval for a difference of two
 independent proportions. Only ``ok`` episodes count; errors are shown apart.
@@ -45,11 +45,12 @@ def _policy_and_aligner(config: Mapping[str, Any]) -> tuple[str, str | None]:
     return inner, Path(str(args.get("aligner", "?"))).name
 
 
-def _domain(config: Mapping[str, Any]) -> tuple[str, str]:
-    domain = (config.get("protocol") or {}).get("domain")
-    if not domain:
+def _domain(ref: str | None) -> tuple[str, str]:
+    """``(set, name)`` of a record's domain (``set/name@version``); none counts as canonical."""
+    if not ref:
         return "canonical", "canonical"
-    return str(domain["set"]), str(domain["name"])
+    domain_set, _, name = ref.rpartition("@")[0].partition("/")
+    return domain_set, name
 
 
 def newcombe_interval(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -70,14 +71,16 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
             raise ReportError(f"{str(run_dir)!r} holds no vitabench run (no run.json)")
         config = store.config()
         policy, aligner = _policy_and_aligner(config)
-        domain_set, domain = _domain(config)
-        records = store.records()
-        ok = [r for r in records if r.status == "ok"]
-        rows.append({
-            "policy": policy, "aligner": aligner or "none", "set": domain_set, "domain": domain,
-            "n": len(ok), "successes": sum(bool(r.success) for r in ok), "errors": len(records) - len(ok),
-            "run_dir": str(run_dir),
-        })
+        by_domain: dict[tuple[str, str], list] = {}  # a domain-set run holds several
+        for record in store.records():
+            by_domain.setdefault(_domain(record.domain), []).append(record)
+        for (domain_set, domain), records in by_domain.items():
+            ok = [r for r in records if r.status == "ok"]
+            rows.append({
+                "policy": policy, "aligner": aligner or "none", "set": domain_set, "domain": domain,
+                "n": len(ok), "successes": sum(bool(r.success) for r in ok), "errors": len(records) - len(ok),
+                "run_dir": str(run_dir),
+            })
     if not rows:
         raise ReportError("no run directories given")
     cells = pd.DataFrame(rows).groupby(["policy", "aligner", "set", "domain"], as_index=False, sort=False).agg(

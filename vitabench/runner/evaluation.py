@@ -76,15 +76,15 @@ def resolve_protocol(
     protocol: str | Protocol, *, seed: int | None, max_steps: int | None, domain: str | None = None,
     init_states: str | None = None,
 ) -> Protocol:
-    """The protocol of a run: a preset or file, then the ``--init-states``, ``--domain``,
-    ``--seed`` and ``--max-steps`` derivations, in that order."""
+    """The protocol of a run: a preset or file, then the ``--init-states``, ``--domain`` (one domain,
+    or a whole set run in one manifest), ``--seed`` and ``--max-steps`` derivations, in that order."""
     resolved = load_protocol(protocol) if isinstance(protocol, str) else protocol
     if init_states is not None:
         resolved = resolved.with_init_states(init_states)
     if domain is not None:
-        from vitabench.envs.domains import resolve_domain
+        from vitabench.envs.domains import resolve_domains
 
-        resolved = resolved.with_domain(resolve_domain(domain))
+        resolved = resolved.with_domains(resolve_domains(domain), domain)
     if seed is not None:
         resolved = resolved.with_seed(seed)
     if max_steps is not None:
@@ -195,8 +195,8 @@ def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol
     settle steps and action, control frequency, simulator, domain); not which episodes run (seed,
     fixture rule, init states, episodes per task, step limits, success rule), so ``--max-steps``,
     ``--seed`` and ``--init-states`` stay accepted, and so does a newer version of the trained
-    preset that changed only those. A domain added with ``--domain`` is a deliberate visual shift
-    and accepted. When the trained protocol's fields are unknown (neither recorded nor a preset),
+    preset that changed only those. A domain or domain set added with ``--domain`` is a deliberate
+    visual shift and accepted. When the trained protocol's fields are unknown (neither recorded nor a preset),
     only that protocol and protocols derived from it are accepted.
     """
     if not trained or trained.get("hash") == protocol.hash:
@@ -213,7 +213,7 @@ def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol
         )
     differences = known.observation_differences(protocol)
     if "+domain=" in protocol.name:
-        differences = [d for d in differences if not d.startswith("domain ")]
+        differences = [d for d in differences if d.split(" ", 1)[0] not in ("domain", "domains")]
     if differences:
         raise VitabenchError(
             f"the checkpoint was trained under protocol {ref}, whose observations differ from {protocol.ref}: "
@@ -328,7 +328,7 @@ def run_evaluation(
             "label": label if label is not None or not occupied else store.config().get("label"),
             "suite": suite_obj.name,
             "selection": {"suite": manifest.suite, "tasks": sorted({e.task_id for e in manifest.episodes}), "episodes": len(manifest.episodes)},
-            "episodes_per_task": len(manifest.episodes) // max(1, len({e.task_id for e in manifest.episodes})),
+            "episodes_per_task": len(manifest.episodes) // max(1, len(manifest.by_task()) * len(resolved.episode_domains)),
             "policy": policy_record,
             "protocol": resolved.to_dict(),
             "protocol_ref": resolved.ref,
@@ -387,7 +387,7 @@ def run_evaluation(
                 video=result.video,
                 finished_at=time.time(),
                 extra=result.extra,
-                domain=resolved.domain_ref,
+                domain=episode.domain or resolved.domain_ref,
             )
             store.append(entry)
             if display is not None:

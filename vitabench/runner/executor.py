@@ -55,14 +55,15 @@ class RunPlan:
         return self.protocol.steps_for(self.suite.steps_key)
 
     def env_config(self, episode: Episode) -> EnvConfig:
-        """The environment of ``episode``: the policy's cameras, or the protocol's for a video only."""
+        """The environment of ``episode``: the policy's cameras, or the protocol's for a video only;
+        the protocol with the episode's domain alone in a domain-set run (a new domain builds a new env)."""
         cameras = self.spec.cameras
         if not cameras and self.video.wanted(episode):
             cameras = self.protocol.cameras
         return EnvConfig(
             entry_point=self.suite.env_entry_point,
             task=self.suite.task(episode.task_id),
-            protocol=self.protocol,
+            protocol=self.protocol.in_domain(episode.domain),
             cameras=tuple(cameras),
             resolution=self.spec.resolution or self.protocol.resolution,
             state_keys=tuple(dict.fromkeys((*self.spec.state_keys, *DIGEST_STATE_KEYS))),
