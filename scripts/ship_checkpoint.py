@@ -60,26 +60,25 @@ def ship_weights(source: Path, name: str) -> Path:
 def run_summary(run_dir: Path, weights_hash: str) -> dict[str, Any]:
     """Success over every episode of a finished run of the shipped weights (errors count as failures)."""
     from vitabench.report.stats import wilson_interval
+    from vitabench.runner.store import RunStore
 
-    run = json.loads((run_dir / "run.json").read_text())
+    store = RunStore(run_dir)
+    run = store.config()
     if run["policy"].get("checkpoint_hash") != weights_hash:
         sys.exit(f"error: {run_dir} measured weights {run['policy'].get('checkpoint_hash')}, not the shipped {weights_hash}")
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    records = {}
-    for line in (run_dir / "episodes.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        records[record["episode_id"]] = record  # a resumed episode's latest record counts
-    expected = [episode["episode_id"] for episode in manifest["episodes"]]
-    missing = [e for e in expected if e not in records]
+    latest = {record.episode_id: record for record in store.records()}
+    expected = [episode.episode_id for episode in store.manifest().episodes]
+    missing = [e for e in expected if e not in latest]
     if missing:
         sys.exit(f"error: {run_dir} is unfinished: {len(missing)} of {len(expected)} episodes have no record")
-    successes = sum(bool(records[e].get("success")) for e in expected)
-    low, high = wilson_interval(successes, len(expected))
-    init_states = sorted({records[e]["init_state_id"] for e in expected})
+    records = [latest[e] for e in expected]
+    successes = sum(bool(r.success) for r in records)
+    low, high = wilson_interval(successes, len(records))
+    init_states = sorted({r.init_state_id for r in records})
     return {
-        "run": str(run_dir), "label": run.get("label"), "suite": run["suite"], "tasks": sorted({records[e]["task_id"] for e in expected}),
-        "protocol": "{name}@{version}#{hash}".format(**records[expected[0]]["protocol"]), "init_states": f"{init_states[0]}-{init_states[-1]}",
-        "successes": successes, "episodes": len(expected), "success": round(successes / len(expected), 4),
+        "run": str(run_dir), "label": run.get("label"), "suite": run["suite"], "tasks": sorted({r.task_id for r in records}),
+        "protocol": "{name}@{version}#{hash}".format(**records[0].protocol), "init_states": f"{init_states[0]}-{init_states[-1]}",
+        "successes": successes, "episodes": len(records), "success": round(successes / len(records), 4),
         "interval": [round(low, 4), round(high, 4)], "argv": " ".join(run["argv"][1:]),
     }
 
