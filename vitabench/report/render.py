@@ -72,28 +72,27 @@ def matrix_section(matrix: pd.DataFrame, suites: Sequence[str], notes: Sequence[
     return Section("Success rate (%) by suite, 95% Wilson interval", header, tuple(rows), tuple(notes))
 
 
-def task_section(tasks: pd.DataFrame) -> Section:
-    header = ("policy", "protocol", "suite", "task", "name", "successes/ok", "rate [95% CI]", "errors")
-    rows = tuple(
-        (
-            str(r["label"]), str(r["protocol"]), str(r["suite"]), str(r["task_id"]), str(r["task"]),
-            f"{r['successes']}/{r['ok']}", rate_cell(r["rate"], r["ci_low"], r["ci_high"]), str(r["errors"]),
-        )
-        for _, r in tasks.iterrows()
+def _count_rows(frame: pd.DataFrame, keys: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """One row per line of an aggregated frame: its ``keys``, then successes/ok, rate [95% CI], errors."""
+    return tuple(
+        (*(str(r[k]) for k in keys), f"{r['successes']}/{r['ok']}", rate_cell(r["rate"], r["ci_low"], r["ci_high"]), str(r["errors"]))
+        for _, r in frame.iterrows()
     )
-    return Section("Success rate (%) by task", header, rows)
+
+
+COUNT_HEADER = ("successes/ok", "rate [95% CI]", "errors")
+
+
+def task_section(tasks: pd.DataFrame) -> Section:
+    header = ("policy", "protocol", "suite", "task", "name", *COUNT_HEADER)
+    return Section("Success rate (%) by task", header, _count_rows(tasks, ("label", "protocol", "suite", "task_id", "task")))
 
 
 def domain_section(domains: pd.DataFrame) -> Section:
-    header = ("policy", "protocol", "suite", "domain", "successes/ok", "rate [95% CI]", "errors")
-    rows = tuple(
-        (str(r["label"]), str(r["protocol"]), str(r["suite"]), str(r["domain"]), f"{r['successes']}/{r['ok']}",
-         rate_cell(r["rate"], r["ci_low"], r["ci_high"]), str(r["errors"]))
-        for _, r in domains.iterrows()
-    )
+    header = ("policy", "protocol", "suite", "domain", *COUNT_HEADER)
     notes = ("SET (all) = every domain's episodes pooled (the set average: each domain runs the same episodes), "
              "with its 95% Wilson interval.",)
-    return Section("Success rate (%) by visual domain", header, rows, notes)
+    return Section("Success rate (%) by visual domain", header, _count_rows(domains, ("label", "protocol", "suite", "domain")), notes)
 
 
 def protocol_section(protocols: pd.DataFrame) -> Section:
