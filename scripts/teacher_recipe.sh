@@ -54,10 +54,20 @@ train r0 --preset cpu $(data dart) --steps 6000 --lr 1e-3
 evaluate r0_heldout "$OUT/ckpt/r0"                      # init states 30-49 (the protocol's)
 evaluate r0_demo "$OUT/ckpt/r0" --init-states 0-19      # init states the demos started from
 
-# The ablations (reports/ablations/teacher_recipe.toml, paired on the held-out episodes):
-# without the state fix (Euler angles instead of rot6d), and with one DAgger round (the teacher
-# acts on demo init states, the expert labels every visited state, the teacher continues on all).
+# The ablations, each paired with the shipped teacher's recorded held-out evaluation
+# (reports/teacher/evaluations/heldout): without the state fix (Euler angles instead of rot6d;
+# reports/ablations/teacher_recipe.toml), and with one DAgger round (the teacher acts on demo init
+# states, the expert labels every visited state, the teacher continues on all;
+# reports/ablations/teacher_dagger.toml). Their runs and tables go to reports/teacher/ablation.
+ABLATION=reports/teacher/ablation
+ablate() {  # ablate SPEC: evaluate the missing variants, then write the table next to their runs
+  local spec=$1 name
+  name=$(basename "$spec" .toml)
+  LP_NUM_THREADS=1 timed "ablate_$name" $VB ablate "$spec" --out $ABLATION
+  $VB ablate "$spec" --out $ABLATION --format md > "$ABLATION/$name.md"
+}
 train euler --preset cpu --state-rotation euler $(data dart) --steps 6000 --lr 1e-3
+ablate reports/ablations/teacher_recipe.toml
 collect_pair dagger1 0 5 --dagger "$OUT/ckpt/r0" --beta 0.5
 train r1 --init "$OUT/ckpt/r0" $(data dart) $(data dagger1) --steps 3000 --lr 5e-4
-LP_NUM_THREADS=1 timed ablate $VB ablate reports/ablations/teacher_recipe.toml --out "$OUT/ablation"
+ablate reports/ablations/teacher_dagger.toml
