@@ -50,8 +50,12 @@ class RandomPolicy(BasePolicy):
 
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         shape = (self.spec.chunk, ACTION_DIM)
-        actions = [
-            self._rngs.setdefault(slot, np.random.default_rng(0)).uniform(-1.0, 1.0, size=shape)
-            for slot in batch_slots(observations, slots)
-        ]
+        actions = [self._rng(slot).uniform(-1.0, 1.0, size=shape) for slot in batch_slots(observations, slots)]
         return np.asarray(actions, dtype=np.float32).reshape(len(actions), *shape)
+
+    def _rng(self, slot: int) -> np.random.Generator:
+        """The slot's generator; one seeded with 0 for a slot used without a reset (built only then)."""
+        rng = self._rngs.get(slot)
+        if rng is None:
+            rng = self._rngs[slot] = np.random.default_rng(0)
+        return rng

@@ -22,7 +22,7 @@ observations that are rendered are bit for bit those of a step that renders ever
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,14 @@ if TYPE_CHECKING:
 LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
 
 _STATE_SHAPES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
+#: How each state key is read from robosuite's raw observation.
+_STATE_READERS: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {
+    "ee_pos": lambda raw: np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
+    "ee_axis_angle": lambda raw: quat_to_axis_angle(raw["robot0_eef_quat"]).astype(np.float32),  # from float64, as openpi's client
+    "ee_quat": lambda raw: np.asarray(raw["robot0_eef_quat"], dtype=np.float32),
+    "gripper_qpos": lambda raw: np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
+    "joint_pos": lambda raw: np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
+}
 #: What a camera observable holds after a sampling at which its camera was not wanted.
 _NOT_RENDERED = np.zeros((0, 0, 3), dtype=np.uint8)
 
@@ -353,9 +361,9 @@ class LiberoEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
             raise VitabenchError(f"action {action.tolist()} must be {ACTION_DIM} finite values in [-1, 1]")
-        raw, _, _, _ = self._env.step(np.clip(action, -1.0, 1.0))
+        raw, _, done, _ = self._env.step(np.clip(action, -1.0, 1.0))
         self._steps += 1
-        success_now = bool(self._env.check_success())
+        success_now = bool(done)  # LIBERO's step returns its success check after the step as ``done``
         if self.protocol.success_rule == "first_success":
             self._success = self._success or success_now
             terminated = self._success
@@ -378,15 +386,8 @@ class LiberoEnv(gym.Env):
 
     # -- observations -------------------------------------------------------------------------
     def _state(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
-        quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float32)
-        full_state = {
-            "ee_pos": np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
-            "ee_axis_angle": quat_to_axis_angle(raw["robot0_eef_quat"]).astype(np.float32),  # from float64, as openpi's client
-            "ee_quat": quat,
-            "gripper_qpos": np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
-            "joint_pos": np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
-        }
-        return {k: full_state[k] for k in self.state_keys}
+        """The wanted state keys of robosuite's raw observation (the others are not computed)."""
+        return {k: _STATE_READERS[k](raw) for k in self.state_keys}
 
     def _images(self, raw: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The images of ``cameras`` as the protocol shows them: oriented once, with the domain's sensor noise."""

@@ -238,9 +238,9 @@ class WorkerProcess:
 
     def receive(self) -> tuple:
         """The reply to the last command (call when :meth:`waitables` is ready)."""
-        assert self.conn is not None
-        try:
-            if self.conn.poll():
+        assert self.conn is not None and self._process is not None
+        try:  # a live process made the pipe ready (a reply or EOF); a dead one may have left none
+            if self._process.is_alive() or self.conn.poll():
                 return self.conn.recv()
         except (EOFError, ConnectionResetError, OSError):
             pass
