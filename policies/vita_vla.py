@@ -2,7 +2,7 @@
 teacher's action decoder), with temporal ensembling of its 3-step chunks.
 
 Arguments (``--policy-arg K=V``): ``checkpoint=NAME|DIR`` (a shipped checkpoint, see ``vitabench
-list checkpoints``, or a directory) or ``preset=tiny|small|paper`` (untrained additions; ``paper``
+list checkpoints``, or a directory) or ``preset=tiny|cpu|small|paper`` (untrained; ``paper``
 needs ``vlm=DIR``, a local transformers VLM with H=3584); ``vlm=DIR`` (a LLaVA or InternVL
 directory; ``vitabench convert vita15`` turns a VITA-1.5 one into InternVL);
 ablations ``state_encoder``, ``action_token``, ``freeze_vlm`` (true/false); ``latent`` (D);

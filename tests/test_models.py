@@ -370,3 +370,85 @@ def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, 
     accepted = json.loads((teacher_run / "episodes.jsonl").read_text().splitlines()[0])
     assert accepted["status"] == "ok" and accepted["protocol"]["name"] == "vita_vla_paper+max_steps=10"
     assert accepted["policy"]["checkpoint_hash"] == weights_hash(checkpoints["teacher"] / "model.safetensors")
+
+
+def cpu_student(**overrides) -> StudentModel:
+    torch.manual_seed(0)
+    # frame_batch's states are Euler (the preset's rot6d changes only the state encoder's input)
+    return StudentModel.build(dataclasses.replace(STUDENT_PRESETS["cpu"], history=2, state_rotation="euler", **overrides), None, "cpu")
+
+
+def vlm_parts(model: StudentModel) -> dict[str, set[str]]:
+    """The VLM's parameter names by part: vision (tower + projector), lm (the LM body)."""
+    vision = {f"model.vision_tower.{n}" for n, _ in model.vlm.model.vision_tower.named_parameters()}
+    vision |= {f"model.multi_modal_projector.{n}" for n, _ in model.vlm.model.multi_modal_projector.named_parameters()}
+    return {"vision": vision, "lm": {n for n, _ in model.vlm.named_parameters()} - vision}
+
+
+def test_cpu_student_trains_vision_only_with_train_vision_and_round_trips(tmp_path):
+    """The cpu backbone (128 px, 32 px patches: 16 tokens per camera, H=128): the trainable VLM
+    parameters follow train_vision and freeze_vlm; stage 1 adds vision only with train_vision; a
+    saved student loads back (fp32: identical outputs; fp16: well under the 25 MB shipping limit)."""
+    from vitabench.policies.models.checkpoint import load_model, read_checkpoint
+    from vitabench.policies.models.runtime import ModelPolicy
+    from vitabench.policies.models.student import StudentConfig
+
+    model = cpu_student(train_vision=False)
+    batch = frame_batch()
+    with torch.inference_mode():
+        assert model.encode_images({c: v[0] for c, v in batch.images.items()}).shape == (3, 32, 128)
+    parts = vlm_parts(model)
+    trainable = set(model.vlm_trainable())
+    assert trainable and trainable <= parts["lm"] and not trainable & parts["vision"]
+    assert "model.language_model.embed_tokens.weight" not in trainable  # tied to the frozen LM head
+    for freeze_vlm, train_vision in ((False, True), (True, True), (True, False)):
+        config = dataclasses.replace(model.config, freeze_vlm=freeze_vlm, train_vision=train_vision)
+        trainable = set(StudentModel(config, model.vlm, model.tokenizer).vlm_trainable())
+        assert bool(trainable & parts["lm"]) == (not freeze_vlm) and (parts["vision"] <= trainable) == train_vision
+    aligning = cpu_student(train_vision=True)
+    aligning.freeze_for_alignment()
+    assert set(aligning.vlm_trainable()) == parts["vision"]
+    assert aligning.action_token.requires_grad and not any(p.requires_grad for p in aligning.action_decoder.parameters())
+    blind = cpu_student(train_vision=False)
+    blind.freeze_for_alignment()
+    assert blind.vlm_trainable() == []
+
+    model = aligning.eval()
+    spec = ModelPolicy(model, device="cpu").spec
+    for name, half in (("fp32", False), ("fp16", True)):
+        save_checkpoint(model, tmp_path / name, spec, half=half)
+        loaded = load_model(read_checkpoint(tmp_path / name, "vita_vla"), StudentConfig, StudentModel.from_saved).eval()
+        assert loaded.config == model.config and loaded.config.train_vision
+        with torch.inference_mode():
+            expected, actual = model(batch).action_features, loaded(batch).action_features
+        if half:
+            assert (tmp_path / name / "model.safetensors").stat().st_size < 20e6
+            torch.testing.assert_close(actual, expected, atol=0.05, rtol=0.05)
+        else:
+            assert torch.equal(actual, expected)
+
+
+def test_cpu_student_alignment_with_train_vision_lowers_the_loss_and_moves_the_vision_tower():
+    """Stage 1's trainable set with train_vision (token, state encoder, mapper, vision tower,
+    projector; the LM frozen) reduces the feature distance on a fixed batch, and the gradient
+    reaches the vision tower through the frozen LM."""
+    model = cpu_student(train_vision=True)
+    model.freeze_for_alignment()
+    batch = frame_batch()
+    wanted = 0.05 * torch.randn(2, 3, 3, 128, generator=torch.Generator().manual_seed(1))
+    weights = batch.frame_mask[:, :, None].expand(-1, -1, 3).float()
+    patch = dict(model.vlm.model.vision_tower.named_parameters())["embeddings.patch_embedding.weight"]
+    before = patch.detach().clone()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    losses = []
+    for _ in range(10):
+        distance = (model(batch).action_features - wanted).norm(dim=-1)
+        loss = (distance * weights).sum() / weights.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert not torch.equal(patch, before)
+    assert all(not p.requires_grad for p in model.language_model.parameters())

@@ -285,12 +285,14 @@ def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
     with pytest.raises(VitabenchError, match="was trained with state_encoder=True; stage 2 must keep it"):
         finetune([data], tmp_path / "x", from_dir=tmp_path / "align", options=StudentOptions(state_encoder=False),
                  settings=one_step, quiet=True)
+    with pytest.raises(VitabenchError, match="--freeze-vlm applies to --stage finetune .*accepted in stage 1: --train-vision or neither"):
+        align(tmp_path / "teacher", "tiny", [data], tmp_path / "v", options=StudentOptions(freeze_vlm=True), settings=one_step, quiet=True)
     with pytest.raises(VitabenchError, match="not a stage-1"):
         finetune([data], tmp_path / "y", from_dir=tmp_path / "only_ft", settings=one_step, quiet=True)
     small = write_file(tmp_path / "small.hdf5", resolution=32)
     with pytest.raises(VitabenchError, match="images are 32 px but the teacher .* was trained on 64 px"):
         align(tmp_path / "teacher", "tiny", [small], tmp_path / "z", settings=one_step, quiet=True)
-    with pytest.raises(VitabenchError, match="--backbone 'nowhere'; accepted: tiny or a local"):
+    with pytest.raises(VitabenchError, match="--backbone 'nowhere'; accepted: tiny, cpu, small \\(an untrained VLM\\) or a local"):
         align(tmp_path / "teacher", "nowhere", [data], tmp_path / "w", settings=one_step, quiet=True)
 
 

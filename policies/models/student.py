@@ -38,10 +38,18 @@ class StudentConfig:
 
     Ablations: ``state_encoder=False`` drops the state token; ``action_token=False`` reads the
     last position of each frame's prompt instead of three action slots (one action per frame,
-    repeated over the chunk); ``freeze_vlm=True`` freezes the whole VLM (otherwise only the
+    repeated over the chunk); ``freeze_vlm=True`` freezes the language model (otherwise only the
     vision tower, projector and LM head are frozen, as in stage 2; a head tied to the token
     embedding freezes that embedding too). ``state_rotation`` and ``normalize`` follow the
     teacher's (its statistics are copied with its decoder).
+
+    ``train_vision=True`` makes the vision tower and projector trainable (in stage 2, and in
+    stage 1 too: see :meth:`StudentModel.freeze_for_alignment`). This departs from the paper,
+    which keeps a pretrained VLM's vision frozen throughout: with a random-initialised backbone
+    (the ``tiny``/``cpu`` presets) a frozen vision tower cannot see the scene. It combines with
+    ``freeze_vlm`` (the LM stays frozen, vision and projector train). The LM head (and a token
+    embedding tied to it) stays frozen either way. Checkpoints written before this field load
+    with it False.
     """
 
     cameras: tuple[str, ...] = LIBERO_CAMERAS
@@ -56,6 +64,7 @@ class StudentConfig:
     hidden: int | None = None  # H, required of the VLM when set (the paper preset)
     state_rotation: str = "euler"
     normalize: bool = False
+    train_vision: bool = False
 
     def __post_init__(self) -> None:
         check_state_rotation(self.state_rotation)
@@ -66,8 +75,15 @@ class StudentConfig:
 STUDENT_PRESETS: dict[str, StudentConfig] = {
     "tiny": StudentConfig(latent=64),
     "small": StudentConfig(latent=384),
+    # the shipped cpu teacher's student (D=128, rot6d state, normalised); its random backbone
+    # must learn to see, so its vision tower and projector train
+    "cpu": StudentConfig(latent=128, state_rotation="rot6d", normalize=True, train_vision=True),
     "paper": StudentConfig(latent=384, hidden=3584),
 }
+
+
+#: The VLMs built from scratch (random weights) by name: ``--backbone NAME``, ``preset=NAME``.
+VLM_PRESETS = ("tiny", "cpu", "small")
 
 
 def _vlm_config(preset: str) -> Any:
@@ -80,6 +96,14 @@ def _vlm_config(preset: str) -> Any:
                       image_size=56, patch_size=14),
                  dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2)),
+        # trained from scratch on a CPU (train_vision): about 8.3M parameters, 6.3M of them the
+        # tied token embedding; 128 px (LIBERO's render size) in 32 px patches → 16 tokens per
+        # image, so 7 frames x (2 x 16 image + instruction + state + 3 action) ≈ 330 LM positions,
+        # which dominate a step's time (hence the LM's narrow MLP)
+        "cpu": (dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                     image_size=128, patch_size=32),
+                dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=4)),
         # about 200M parameters, 49 tokens per image (the paper's 200 px → 49 tokens)
         "small": (dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6,
                        image_size=98, patch_size=14),
@@ -149,6 +173,8 @@ class StudentModel(nn.Module):
         self._instruction_ids: dict[str, list[int]] = {}
         self.vlm.requires_grad_(False)
         self.language_model.requires_grad_(not config.freeze_vlm)
+        for module in self.vision_modules():
+            module.requires_grad_(config.train_vision)
         self.vlm.get_output_embeddings().requires_grad_(False)
 
     @property
@@ -156,9 +182,29 @@ class StudentModel(nn.Module):
         """The VLM's causal LM body (no LM head): its last hidden states are read out."""
         return self.vlm.get_decoder()
 
+    def vision_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The vision tower and the projector (both families keep them on ``vlm.model``)."""
+        return self.vlm.model.vision_tower, self.vlm.model.multi_modal_projector
+
     def vlm_trainable(self) -> list[str]:
-        """Names of the VLM parameters that train (none when ``freeze_vlm``)."""
+        """Names of the VLM parameters that train: the LM's unless ``freeze_vlm`` (never the LM
+        head or a token embedding tied to it), the vision tower's and projector's when ``train_vision``."""
         return [name for name, p in self.vlm.named_parameters() if p.requires_grad]
+
+    def freeze_for_alignment(self) -> None:
+        """Stage 1's trainable set: the action token, state encoder and mapper, plus the vision
+        tower and projector when ``train_vision`` (a departure from the paper, whose pretrained
+        VLM stays frozen: a random backbone's vision must learn to see). The LM, its head and
+        the action decoder stay frozen."""
+        self.requires_grad_(False)
+        modules = [self.mapper, getattr(self, "state_encoder", None)]
+        if self.config.train_vision:
+            modules.extend(self.vision_modules())
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(True)
+        if self.config.action_token:
+            self.action_token.requires_grad_(True)
 
     def _instruction(self, text: str) -> list[int]:
         if text not in self._instruction_ids:

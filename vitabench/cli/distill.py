@@ -16,9 +16,12 @@ def distill(
     data: list[Path] = typer.Option(..., "--data", help="LIBERO-format HDF5 file; repeatable."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher checkpoint (align; finetune without --from: only-ft)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="tiny (a small untrained VLM) or a local VLM directory."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="tiny | cpu (trainable on a CPU; with --train-vision) | small: an untrained VLM; or a local VLM directory."),
     from_dir: Optional[str] = typer.Option(None, "--from", help="Stage-1 checkpoint to fine-tune (two-stage)."),
     freeze_vlm: bool = typer.Option(False, "--freeze-vlm", help="Stage 2 with the LLM frozen."),
+    train_vision: bool = typer.Option(
+        False, "--train-vision",
+        help="Train the VLM's vision tower and projector in both stages (not the paper: for a random backbone such as cpu)."),
     no_state_encoder: bool = typer.Option(False, "--no-state-encoder", help="Ablation: no state token."),
     no_action_token: bool = typer.Option(False, "--no-action-token", help="Ablation: read the last prompt position, no action token."),
     steps: int = typer.Option(2000, "--steps", help="Optimiser steps."),
@@ -30,16 +33,18 @@ def distill(
     device: str = typer.Option("auto", "--device", help="auto (CUDA in bf16, else CPU in fp32) | cpu | cuda."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between resumable states."),
     shift: int = typer.Option(4, "--shift", help="Random-shift augmentation in pixels (0: none)."),
+    windows_per_segment: int = typer.Option(1, "--windows-per-segment", help="Consecutive windows of one demo drawn together (shared frames are encoded once)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.pt."),
 ) -> None:
     """Distil a teacher into a VLM student: --stage align, then --stage finetune --from the result."""
     from vitabench.training.distill import StudentOptions, align, finetune
 
-    options = StudentOptions(state_encoder=not no_state_encoder, action_token=not no_action_token, freeze_vlm=freeze_vlm)
-    settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift)
+    options = StudentOptions(state_encoder=not no_state_encoder, action_token=not no_action_token, freeze_vlm=freeze_vlm,
+                             train_vision=train_vision)
+    settings = settings_from(steps, batch_size, lr, weight_decay, warmup, seed, device, checkpoint_every, shift, windows_per_segment)
     if stage == "align":
         if teacher is None or backbone is None or from_dir is not None:
-            raise CliError("--stage align needs --teacher DIR and --backbone tiny|DIR (and no --from)")
+            raise CliError("--stage align needs --teacher DIR and --backbone tiny|cpu|small|DIR (and no --from)")
         result = align(teacher, backbone, data, out, options=options, settings=settings, resume=resume)
     elif stage == "finetune":
         result = finetune(data, out, from_dir=from_dir, teacher_dir=teacher, backbone=backbone, options=options,

@@ -2,16 +2,20 @@
 
 Stage 1 (``align``): the VLM and the teacher are frozen; the action token, the state encoder and
 the mapper train so that the mapper's output matches the teacher's action-query features on the
-same frames. The loss is the released code's: the Euclidean distance between the two
+same frames. With ``train_vision`` the VLM's vision tower and projector train too (the LM stays
+frozen): a departure from the paper, whose pretrained VLM never trains its vision, needed here
+because the backbone is random-initialised (a frozen random vision tower cannot see the objects). The loss is the released code's: the Euclidean distance between the two
 ``D``-vectors of every (real frame, chunk step), averaged (the paper's figure says MSE).
 
 Stage 2 (``finetune``): the LLM layers (unless ``freeze_vlm``), state encoder, action token,
 mapper and the teacher's action decoder train on smooth-L1 (arm) + 0.01 × BCE (gripper); the
-teacher is not used. Started from a stage-1 checkpoint it is the two-stage method; started from
+teacher is not used. ``train_vision`` adds the vision tower and projector (with ``freeze_vlm``:
+the LM frozen, the vision tower and projector training). Started from a stage-1 checkpoint it is the two-stage method; started from
 a teacher and a backbone (the student's decoder copied from the teacher) it is only-ft.
 
 Variants: two-stage, only-ft, freeze-vlm (stage 2 with the LLM frozen), no-state-encoder,
-no-action-token (both ablations through both stages).
+no-action-token (both ablations through both stages). ``train_vision`` is not a variant of the
+paper's ablation axis: it is recorded in the checkpoint config and the lineage's stage options.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from vitabench.training.teacher import checkpoint_protocol, model_spec
 
 @dataclass(frozen=True)
 class StudentOptions:
-    """The ablation switches of a student."""
+    """The ablation switches of a student, and ``train_vision`` (vision tower and projector
+    train in both stages; for a random-initialised backbone, see the module docstring)."""
 
     state_encoder: bool = True
     action_token: bool = True
     freeze_vlm: bool = False
+    train_vision: bool = False
 
     def variant(self, stage: str, two_stage: bool) -> str:
         """The variant name a checkpoint of ``stage`` with these options is recorded under."""
@@ -57,11 +63,12 @@ def load_teacher(directory: str | Path) -> tuple[Any, Any]:
 
 
 def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: int) -> Any:
-    """A new student around ``backbone`` (``tiny`` or a local VLM directory) sized to the teacher,
+    """A new student around ``backbone`` (an untrained VLM preset: ``tiny``, ``cpu``, ``small``;
+    or a local VLM directory) sized to the teacher,
     with the teacher's action decoder, state representation and normalisation statistics."""
     import torch
 
-    from vitabench.policies.models.student import StudentConfig, StudentModel
+    from vitabench.policies.models.student import VLM_PRESETS, StudentConfig, StudentModel
 
     config = StudentConfig(
         cameras=teacher.config.cameras,
@@ -71,16 +78,18 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
         state_encoder=options.state_encoder,
         action_token=options.action_token,
         freeze_vlm=options.freeze_vlm,
+        train_vision=options.train_vision,
         state_rotation=teacher.config.state_rotation,
         normalize=teacher.config.normalize,
     )
     torch.manual_seed(seed)
-    if backbone == "tiny":
-        student = StudentModel.build(config, None, "tiny")
+    if backbone in VLM_PRESETS:
+        student = StudentModel.build(config, None, backbone)
     elif Path(backbone).is_dir():
         student = StudentModel.build(config, backbone)
     else:
-        raise VitabenchError(f"--backbone {backbone!r}; accepted: tiny or a local transformers VLM directory")
+        raise VitabenchError(
+            f"--backbone {backbone!r}; accepted: {', '.join(VLM_PRESETS)} (an untrained VLM) or a local transformers VLM directory")
     student.action_decoder.load_state_dict(teacher.action_decoder.state_dict())
     if config.normalize:
         student.state_mean.copy_(teacher.state_mean)
@@ -127,24 +136,21 @@ def align(
     resume: bool = False,
     quiet: bool = False,
 ) -> TrainResult:
-    """Stage 1: train the action token, state encoder and mapper to reproduce the teacher's
-    action-query features; the VLM, the teacher and the decoder stay frozen."""
+    """Stage 1: train the action token, state encoder and mapper (and, with ``train_vision``,
+    the vision tower and projector) to reproduce the teacher's action-query features; the LM,
+    the teacher and the decoder stay frozen."""
     import torch
 
     from vitabench.policies.models.common import resolve_device
 
     if options.freeze_vlm:
-        raise VitabenchError("--freeze-vlm applies to --stage finetune; stage 1 always freezes the VLM")
+        raise VitabenchError("--freeze-vlm applies to --stage finetune (stage 1 always freezes the LM); "
+                             "accepted in stage 1: --train-vision or neither")
     teacher, saved = load_teacher(teacher_dir)
     windows = Windows(data, teacher.config.cameras, teacher.config.history, teacher.config.chunk, teacher.config.state_rotation)
     _check_resolution(windows, saved, "teacher")
     student = build_student(teacher, backbone, options, settings.seed)
-    student.requires_grad_(False)
-    for module in (student.mapper, getattr(student, "state_encoder", None)):
-        if module is not None:
-            module.requires_grad_(True)
-    if options.action_token:
-        student.action_token.requires_grad_(True)
+    student.freeze_for_alignment()
     teacher.requires_grad_(False).eval().to(resolve_device(settings.device)[0])
 
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
@@ -190,7 +196,7 @@ def finetune(
                     f"--from {from_dir} was trained with {name}={getattr(config, name)}; "
                     f"stage 2 must keep it (drop or add --no-{name.replace('_', '-')})"
                 )
-        config = dataclasses.replace(config, freeze_vlm=options.freeze_vlm)
+        config = dataclasses.replace(config, freeze_vlm=options.freeze_vlm, train_vision=options.train_vision)
         student = StudentModel.from_saved(config, saved.directory)
         load_weights(student, saved)
         parent = _lineage_of(Path(from_dir))
@@ -199,7 +205,7 @@ def finetune(
             raise VitabenchError(f"--from {from_dir} is not a stage-1 (align) checkpoint; its stages: {[s['stage'] for s in previous]}")
     else:
         if backbone is None:
-            raise VitabenchError("only-ft (--teacher DIR) also needs --backbone tiny|DIR")
+            raise VitabenchError("only-ft (--teacher DIR) also needs --backbone tiny|cpu|small|DIR")
         teacher, saved = load_teacher(teacher_dir)
         student = build_student(teacher, backbone, options, settings.seed)
         previous, backbone_name = [], backbone
