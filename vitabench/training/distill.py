@@ -2,16 +2,18 @@
 
 Stage 1 (``align``): the VLM and the teacher are frozen; the action token, the state encoder and
 the mapper train so that the mapper's output matches the teacher's action-query features on the
-same frames. With ``train_vision`` the VLM's vision tower and projector train too (the LM stays
-frozen): a departure from the paper, whose pretrained VLM never trains its vision, needed here
-because the backbone is random-initialised (a frozen random vision tower cannot see the objects). The loss is the released code's: the Euclidean distance between the two
-``D``-vectors of every (real frame, chunk step), averaged (the paper's figure says MSE).
+same frames. The loss is the released code's: the Euclidean distance between the two
+``D``-vectors of every (real frame, chunk step), averaged (the paper's figure says MSE). With
+``train_vision`` the VLM's vision tower and projector train too (the LM stays frozen): a
+departure from the paper, whose pretrained VLM never trains its vision, needed here because the
+backbone is random-initialised (a frozen random vision tower cannot see the objects).
 
 Stage 2 (``finetune``): the LLM layers (unless ``freeze_vlm``), state encoder, action token,
 mapper and the teacher's action decoder train on smooth-L1 (arm) + 0.01 × BCE (gripper); the
 teacher is not used. ``train_vision`` adds the vision tower and projector (with ``freeze_vlm``:
-the LM frozen, the vision tower and projector training). Started from a stage-1 checkpoint it is the two-stage method; started from
-a teacher and a backbone (the student's decoder copied from the teacher) it is only-ft.
+the LM frozen, the vision tower and projector training). Started from a stage-1 checkpoint it is
+the two-stage method; started from a teacher and a backbone (the student's decoder copied from
+the teacher) it is only-ft.
 
 Variants: two-stage, only-ft, freeze-vlm (stage 2 with the LLM frozen), no-state-encoder,
 no-action-token (both ablations through both stages). ``train_vision`` is not a variant of the
@@ -64,8 +66,8 @@ def load_teacher(directory: str | Path) -> tuple[Any, Any]:
 
 def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: int) -> Any:
     """A new student around ``backbone`` (an untrained VLM preset: ``tiny``, ``cpu``, ``small``;
-    or a local VLM directory) sized to the teacher,
-    with the teacher's action decoder, state representation and normalisation statistics."""
+    or a local VLM directory) sized to the teacher, with the teacher's action decoder, state
+    representation and normalisation statistics."""
     import torch
 
     from vitabench.policies.models.student import VLM_PRESETS, StudentConfig, StudentModel
