@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_in_process import vitabench_in_process
 
 SHIPPED = "teacher_libero_object"
+REPO = Path(__file__).resolve().parent.parent
 DEMO = Path(__file__).parent / "data" / "teacher_demo.hdf5"
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
 #: Open-loop arm error bound (action units, mean absolute over the demo's 40 steps): the shipped
@@ -88,3 +90,23 @@ def test_the_shipped_teacher_solves_a_held_out_episode_by_name(tmp_path: Path, s
     run = json.loads((out / "run.json").read_text())
     assert run["policy"]["checkpoint_hash"] == saved.weights_hash
     assert record["status"] == "ok" and record["success"] is True and record["steps"] < 220, record
+
+
+def test_the_committed_recipe_ablation_is_what_its_records_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reports/teacher/ablation/teacher_recipe.md is rebuilt from the committed records alone (both
+    runs are complete: nothing is evaluated), pairing the shipped teacher with the Euler-state one
+    on every one of the 100 held-out episodes."""
+    from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
+
+    def no_evaluation(variant, suite, spec, run_dir):  # noqa: ANN001, ANN202 - ensure_runs' evaluate hook
+        raise AssertionError(f"{variant.name} on {suite} is not complete in {run_dir}")
+
+    monkeypatch.chdir(REPO)  # the spec's run paths are relative to the repository root
+    spec = load_ablation_spec("reports/ablations/teacher_recipe.toml")
+    rows = ablation_table(spec, ensure_runs(spec, "reports/teacher/ablation", evaluate=no_evaluation)).set_index("variant")
+    assert rows.loc["euler_state", "pairs"] == 100 and rows.loc["euler_state", "b"] + rows.loc["euler_state", "c"] > 0
+    table = tmp_path / "table.md"
+    result = vitabench_in_process("ablate", "reports/ablations/teacher_recipe.toml", "--out", "reports/teacher/ablation",
+                                  "--format", "md", "--report", str(table))
+    assert result.returncode == 0, result.stderr
+    assert table.read_text() == (REPO / "reports/teacher/ablation/teacher_recipe.md").read_text()
