@@ -166,6 +166,54 @@ def test_ablations_change_the_model_and_still_act():
     assert not torch.equal(chunk[:, 0, :6], chunk[:, 1, :6])
 
 
+def per_frame_sequences(model: StudentModel, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's LM input and readout positions built the plain way: each row's real frames
+    one after another as ``[image tokens, instruction, state, action × chunk]``, zero-padded."""
+    config = model.config
+    images = batch.real_image_tokens(model)
+    states = batch.state[batch.frame_mask]
+    if model.state_mean is not None:
+        states = (states - model.state_mean) / model.state_std
+    states = model.state_encoder(states) if config.state_encoder else None
+    embed = model.language_model.get_input_embeddings()
+    sequences, readouts, n = [], [], 0
+    for row, instruction in enumerate(batch.instructions):
+        words = embed(torch.tensor(model.tokenizer(instruction, add_special_tokens=False)["input_ids"]))
+        pieces = []
+        for _ in range(int(batch.frame_mask[row].sum())):
+            pieces += [images[n], words]
+            if states is not None:
+                pieces.append(states[n][None])
+            if config.action_token:
+                pieces += [model.action_token[None]] * config.chunk
+            length = sum(len(piece) for piece in pieces)
+            if config.action_token:
+                readouts.append(list(range(length - config.chunk, length)))
+            else:  # the frame's last prompt position, once per chunk step
+                readouts.append([length - 1] * config.chunk)
+            n += 1
+        sequences.append(torch.cat(pieces))
+    return torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True), torch.tensor(readouts)
+
+
+@pytest.mark.parametrize("parts", [dict(normalize=True), dict(state_encoder=False, action_token=False)])
+def test_student_sequences_equal_the_per_frame_construction(parts):
+    """The student gathers its LM input in one index: on a ragged batch (rows of 3, 4 and 1 real
+    frames, instructions of different lengths) it is exactly the per-frame concatenation."""
+    model = tiny_student(**parts)
+    if model.state_mean is not None:
+        model.state_mean.copy_(torch.linspace(-1, 1, 8))
+        model.state_std.copy_(torch.linspace(0.5, 2, 8))
+    batch = frame_batch(n_rows=3, n_frames=4)
+    batch.frame_mask[:] = torch.tensor([[True, True, True, False], [True] * 4, [True, False, False, False]])
+    with torch.no_grad():
+        batch.image_tokens = model.encode_images({c: v[batch.frame_mask] for c, v in batch.images.items()})
+        inputs, readouts = model._sequences(batch)
+        expected_inputs, expected_readouts = per_frame_sequences(model, batch)
+    assert inputs.shape == expected_inputs.shape and torch.equal(inputs, expected_inputs)
+    assert torch.equal(readouts, expected_readouts)
+
+
 @pytest.mark.parametrize("name", list(RAW))
 def test_features_of_a_frame_ignore_later_frames(name, policies):
     model = policies[name].model

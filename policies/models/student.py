@@ -213,54 +213,68 @@ class StudentModel(nn.Module):
 
     def forward(self, batch: FrameBatch) -> ModelOutput:
         mask = batch.frame_mask
-        device = mask.device
-        inputs, lengths, readouts = self._sequences(batch)
-        attention = torch.arange(inputs.shape[1], device=device)[None] < lengths[:, None]
-        position_ids = torch.arange(inputs.shape[1], device=device).expand(inputs.shape[0], -1)
-        hidden = self.language_model(
-            inputs_embeds=inputs, attention_mask=attention.long(), position_ids=position_ids
-        ).last_hidden_state
+        inputs, readouts = self._sequences(batch)
+        # right padding under the LM's causal mask: no real position attends to a padded one, so
+        # no attention mask is passed (the LM's plain causal attention is the faster kernel)
+        position_ids = torch.arange(inputs.shape[1], device=mask.device).expand(inputs.shape[0], -1)
+        hidden = self.language_model(inputs_embeds=inputs, position_ids=position_ids).last_hidden_state
         rows = mask.nonzero()[:, 0]  # the row of every real frame, in order
         features = scatter_frames(self.mapper(hidden[rows[:, None], readouts]), mask)
         return ModelOutput(action_features=features, actions=self.action_decoder(features))
 
-    def _sequences(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded input embeddings ``[B, S, H]``, their lengths ``[B]``, and for every real
-        frame the ``chunk`` positions read out ``[N, chunk]``."""
+    def _sequences(self, batch: FrameBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded input embeddings ``[B, S, H]`` (zeros after each row's sequence) and, for
+        every real frame, the ``chunk`` positions read out ``[N, chunk]``.
+
+        A row is its real frames in order, each ``[image tokens, instruction, state, action × chunk]``.
+        Every position is one row of a single source ``[image tokens; each row's instruction
+        tokens; states; action token; zeros]`` (padding reads the zero row), gathered in one
+        ``index_select``."""
         config = self.config
         mask = batch.frame_mask
         device = mask.device
         images = batch.real_image_tokens(self)  # [N, tokens, H] for the real frames in order
-        states = None
+        n_frames, n_tokens, hidden = images.shape
+        instructions = [self._instruction(text) for text in batch.instructions]
+        embed = self.language_model.get_input_embeddings()
+        words = embed(torch.tensor([i for ids in instructions for i in ids], device=device, dtype=torch.long))
+        source = [images.reshape(-1, hidden), words]
         if config.state_encoder:
             state = batch.state[mask].to(images.dtype)
             if self.state_mean is not None:
                 state = (state - self.state_mean) / self.state_std
-            states = self.state_encoder(state)
-        embed = self.language_model.get_input_embeddings()
-        sequences, readouts = [], []
-        frame_index = 0
-        for row in range(mask.shape[0]):
-            ids = torch.tensor(self._instruction(batch.instructions[row]), device=device, dtype=torch.long)
-            instruction = embed(ids)
-            pieces, length = [], 0
-            for _ in range(int(mask[row].sum())):
-                frame = [images[frame_index], instruction]
-                if states is not None:
-                    frame.append(states[frame_index : frame_index + 1])
-                if config.action_token:
-                    frame.append(self.action_token.expand(config.chunk, -1))
-                length += sum(piece.shape[0] for piece in frame)
-                if config.action_token:
-                    readouts.append(list(range(length - config.chunk, length)))
-                else:  # the frame's last prompt position, once per chunk step
-                    readouts.append([length - 1] * config.chunk)
-                pieces.extend(frame)
-                frame_index += 1
-            sequences.append(torch.cat(pieces))
-        lengths = torch.tensor([sequence.shape[0] for sequence in sequences], device=device)
-        inputs = nn.utils.rnn.pad_sequence(sequences, batch_first=True)
-        return inputs, lengths, torch.tensor(readouts, device=device, dtype=torch.long)
+            source.append(self.state_encoder(state))
+        if config.action_token:
+            source.append(self.action_token[None])
+        source.append(images.new_zeros(1, hidden))
+        source = torch.cat(source)
+
+        # a frame of row b, frame_length[b] positions: image tokens [0, n_tokens), instruction
+        # [n_tokens, prompt[b]), then n_state state and n_action action positions
+        n_words = torch.tensor([len(ids) for ids in instructions], device=device)
+        n_state, n_action = int(config.state_encoder), config.chunk if config.action_token else 0
+        prompt = n_tokens + n_words[:, None]
+        frame_length = prompt + n_state + n_action  # [B, 1]
+        counts = mask.sum(dim=1)
+        lengths = counts * frame_length[:, 0]
+        position = torch.arange(int(lengths.max()), device=device)[None]
+        within = position % frame_length
+        frame = (counts.cumsum(0) - counts)[:, None] + position // frame_length  # its index among the real frames
+        word_start = n_frames * n_tokens + n_words.cumsum(0) - n_words
+        states_start = n_frames * n_tokens + int(n_words.sum())
+        index = torch.where(within < n_tokens, frame * n_tokens + within, word_start[:, None] + within - n_tokens)
+        index = torch.where(within < prompt, index, states_start + frame)
+        index = torch.where(within < prompt + n_state, index, source.shape[0] - 2)  # the action token (only with it)
+        index = torch.where(position < lengths[:, None], index, source.shape[0] - 1)
+        inputs = source.index_select(0, index.flatten()).view(*index.shape, hidden)
+
+        row, step = mask.nonzero().unbind(1)
+        ends = (step[:, None] + 1) * frame_length[row]  # [N, 1]: one past each real frame's last position
+        if config.action_token:
+            readouts = ends - n_action + torch.arange(n_action, device=device)
+        else:  # the frame's last prompt position, once per chunk step
+            readouts = (ends - 1).expand(-1, config.chunk)
+        return inputs, readouts
 
     def encode_images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
         """uint8 ``[N, H, W, 3]`` per camera → the VLM's projected image tokens ``[N, tokens, H]``."""
