@@ -49,7 +49,7 @@ def observations(n: int, seed: int) -> list[dict]:
 def test_step_latency_batch_1_vs_8(benchmark, name, preset, rounds, min_ratio):
     import torch
 
-    from vitabench.policies.models.common import count_parameters
+    from vitabench.models.common import count_parameters
     from vitabench.registry import make_policy
 
     torch.set_num_threads(1)

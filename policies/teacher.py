@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from vitabench.api.policy import Policy
-from vitabench.policies.models.runtime import make_model_policy, parse_cameras, parse_int, with_ensembling
+from vitabench.models.runtime import make_model_policy, parse_cameras, parse_int, with_ensembling
 
 
 def make(
@@ -32,7 +32,7 @@ def make(
     ensemble: Any = None,
 ) -> Policy:
     """The teacher policy: the raw 3-step chunk, or one ensembled action per step with ``ensemble=m``."""
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
 
     overrides: dict[str, Any] = {}
     if history is not None:

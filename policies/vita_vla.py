@@ -16,7 +16,7 @@ from typing import Any
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import Policy
-from vitabench.policies.models.runtime import make_model_policy, parse_bool, parse_cameras, parse_int, with_ensembling
+from vitabench.models.runtime import make_model_policy, parse_bool, parse_cameras, parse_int, with_ensembling
 
 
 def make(
@@ -36,7 +36,7 @@ def make(
     resolution: Any = None,
 ) -> Policy:
     """The student policy, wrapped in temporal ensembling unless ``ensemble=none``."""
-    from vitabench.policies.models.student import STUDENT_PRESETS, StudentConfig, StudentModel
+    from vitabench.models.student import STUDENT_PRESETS, StudentConfig, StudentModel
 
     overrides: dict[str, Any] = {}
     for name, value in (("state_encoder", state_encoder), ("action_token", action_token), ("freeze_vlm", freeze_vlm)):

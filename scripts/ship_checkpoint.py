@@ -27,15 +27,15 @@ MAX_WEIGHTS_MB = 25
 
 def ship_weights(source: Path, name: str) -> Path:
     """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``checkpoints/name``."""
-    from vitabench.policies.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
+    from vitabench.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
     from vitabench.training.lineage import LINEAGE_FILE, read_lineage
 
     kind = json.loads((source / "config.json").read_text())["kind"]
     saved = resolve_checkpoint(source, kind)
     if kind == "teacher":
-        from vitabench.policies.models.teacher import TeacherConfig as config_class, TeacherModel as model_class
+        from vitabench.models.teacher import TeacherConfig as config_class, TeacherModel as model_class
     else:
-        from vitabench.policies.models.student import StudentConfig as config_class, StudentModel as model_class
+        from vitabench.models.student import StudentConfig as config_class, StudentModel as model_class
     model = load_model(saved, config_class, model_class.from_saved)
     target = ROOT / "checkpoints" / name
     if target.exists():
@@ -84,7 +84,7 @@ def run_summary(run_dir: Path, weights_hash: str) -> dict[str, Any]:
 
 
 def write_card(name: str, runs: list[Path], reproduce: str) -> None:
-    from vitabench.policies.models.checkpoint import WEIGHTS_FILE, weights_hash
+    from vitabench.models.checkpoint import WEIGHTS_FILE, weights_hash
 
     target = ROOT / "checkpoints" / name
     shipped_hash = weights_hash(target / WEIGHTS_FILE)

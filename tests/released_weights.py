@@ -310,7 +310,7 @@ def write_vita15_dir(directory: Path, seed: int = 3) -> dict[str, torch.Tensor]:
     tokenizer); returns every tensor by its VITA name."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from vitabench.policies.models.common import clip_tokenizer
+    from vitabench.models.common import clip_tokenizer
 
     s = VITA_SIZES
     directory.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,11 @@ from released_weights import write_vita15_dir
 
 from vitabench.api.errors import VitabenchError
 from vitabench.convert import convert_vita15
-from vitabench.policies.models.checkpoint import save_checkpoint
-from vitabench.policies.models.common import FrameBatch, clip_tokenizer
-from vitabench.policies.models.runtime import ModelPolicy
-from vitabench.policies.models.student import STUDENT_PRESETS, StudentModel, build_vlm_dir
-from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+from vitabench.models.checkpoint import save_checkpoint
+from vitabench.models.common import FrameBatch, clip_tokenizer
+from vitabench.models.runtime import ModelPolicy
+from vitabench.models.student import STUDENT_PRESETS, StudentModel, build_vlm_dir
+from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
 from vitabench.registry import make_policy
 from vitabench.training.data import Demo, DemoWriter
 from vitabench.training.lineage import write_lineage

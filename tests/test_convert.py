@@ -32,8 +32,8 @@ from released_weights import (
 
 from vitabench.api.errors import VitabenchError
 from vitabench.convert import REPORT_FILE, convert_seer, convert_vita15
-from vitabench.policies.models.common import FrameBatch, clip_tokenizer
-from vitabench.policies.models.seer import seer_pixels
+from vitabench.models.common import FrameBatch, clip_tokenizer
+from vitabench.models.seer import seer_pixels
 from vitabench.registry import make_policy
 
 torch.set_num_threads(1)
@@ -266,7 +266,7 @@ def test_vita15_becomes_an_internvl_directory_with_every_tensor_placed(vita):
 
 
 def test_the_internvl_directory_computes_vitas_image_features_and_keeps_its_language_model(vita):
-    from vitabench.policies.models.backbones import load_backbone
+    from vitabench.models.backbones import load_backbone
 
     _, tensors, out = vita
     vlm, _, image = load_backbone(out)  # transformers' from_pretrained, then no projector LayerNorm

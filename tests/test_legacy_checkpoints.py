@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from vitabench.api.suite import Task
-from vitabench.policies.models.checkpoint import CONFIG_FILE, save_checkpoint, shipped_checkpoints
-from vitabench.policies.models.runtime import ModelPolicy
+from vitabench.models.checkpoint import CONFIG_FILE, save_checkpoint, shipped_checkpoints
+from vitabench.models.runtime import ModelPolicy
 from vitabench.registry import make_policy
 
 torch.set_num_threads(1)
@@ -59,8 +59,8 @@ def act(policy, size: int) -> np.ndarray:
 
 
 def build(name: str) -> torch.nn.Module:
-    from vitabench.policies.models.student import STUDENT_PRESETS, StudentModel
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.student import STUDENT_PRESETS, StudentModel
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
 
     torch.manual_seed(0)
     if name == "student_tiny":

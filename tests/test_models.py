@@ -19,9 +19,9 @@ from cli_in_process import vitabench_in_process
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
-from vitabench.policies.models.checkpoint import save_checkpoint, weights_hash
-from vitabench.policies.models.common import FrameBatch, action_loss
-from vitabench.policies.models.student import STUDENT_PRESETS, StudentModel
+from vitabench.models.checkpoint import save_checkpoint, weights_hash
+from vitabench.models.common import FrameBatch, action_loss
+from vitabench.models.student import STUDENT_PRESETS, StudentModel
 from vitabench.registry import make_policy
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -232,7 +232,7 @@ def test_features_of_a_frame_ignore_later_frames(name, policies):
 
 
 def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
 
     torch.manual_seed(0)
     model = TeacherModel.build(TEACHER_PRESETS["paper"]).eval()
@@ -246,9 +246,9 @@ def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
 def test_cpu_recipe_keeps_its_statistics_and_loads_from_half_precision(tmp_path):
     """The cpu preset (conv stem, rot6d state, normalisation): statistics set before training are
     buffers of the checkpoint; an fp16 checkpoint is half the size and acts like the fp32 model."""
-    from vitabench.policies.models.common import state_dim
-    from vitabench.policies.models.runtime import ModelPolicy
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.common import state_dim
+    from vitabench.models.runtime import ModelPolicy
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
 
     config = TEACHER_PRESETS["cpu"]
     assert (config.image_encoder, config.state_rotation, config.normalize) == ("conv", "rot6d", True)
@@ -276,7 +276,7 @@ def test_cpu_recipe_keeps_its_statistics_and_loads_from_half_precision(tmp_path)
 def test_student_of_a_cpu_teacher_reads_its_state_and_keeps_its_statistics():
     """A student distilled from a rot6d, normalised teacher reads the same 11-value state, with the
     teacher's statistics and decoder scale, and acts in action units."""
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
     from vitabench.training.distill import StudentOptions, build_student
 
     torch.manual_seed(0)
@@ -437,9 +437,9 @@ def test_cpu_student_trains_vision_only_with_train_vision_and_round_trips(tmp_pa
     """The cpu backbone (128 px, 32 px patches: 16 tokens per camera, H=128): the trainable VLM
     parameters follow train_vision and freeze_vlm; stage 1 adds vision only with train_vision; a
     saved student loads back (fp32: identical outputs; fp16: well under the 25 MB shipping limit)."""
-    from vitabench.policies.models.checkpoint import load_model, read_checkpoint
-    from vitabench.policies.models.runtime import ModelPolicy
-    from vitabench.policies.models.student import StudentConfig
+    from vitabench.models.checkpoint import load_model, read_checkpoint
+    from vitabench.models.runtime import ModelPolicy
+    from vitabench.models.student import StudentConfig
 
     model = cpu_student(train_vision=False)
     batch = frame_batch()

@@ -24,7 +24,7 @@ from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import policy_provenance
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Suite, Task
-from vitabench.policies.models.checkpoint import save_checkpoint, weights_hash
+from vitabench.models.checkpoint import save_checkpoint, weights_hash
 from vitabench.pva.models import Aligner
 from vitabench.registry import SUITES, make_policy
 from vitabench.runner import run_evaluation

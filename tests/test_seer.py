@@ -15,9 +15,9 @@ import torch
 from released_weights import mae_sincos_positions, seer_reference_mask
 
 from vitabench.api.errors import VitabenchError
-from vitabench.policies.models.common import FrameBatch, count_parameters
-from vitabench.policies.models.seer import SeerTeacherModel, patch_targets, seer_layout, seer_pixels
-from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
+from vitabench.models.common import FrameBatch, count_parameters
+from vitabench.models.seer import SeerTeacherModel, patch_targets, seer_layout, seer_pixels
+from vitabench.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
 from vitabench.training.data import Demo, DemoWriter
 from vitabench.training.loop import TrainSettings
 
@@ -188,7 +188,7 @@ def write_encoder_dirs(directory: Path) -> tuple[Path, Path]:
     """Tiny transformers CLIP and ViT-MAE directories, saved and loaded through from_pretrained."""
     from transformers import CLIPConfig, CLIPModel, ViTMAEConfig, ViTMAEForPreTraining
 
-    from vitabench.policies.models.common import clip_tokenizer
+    from vitabench.models.common import clip_tokenizer
 
     torch.manual_seed(3)
     clip = CLIPModel(CLIPConfig(
@@ -222,7 +222,7 @@ def test_pretrained_encoders_are_loaded_and_frozen_when_given(tmp_path):
     torch.testing.assert_close(model.image_encoder.embeddings.position_embeddings, mae.embeddings.position_embeddings)
     torch.testing.assert_close(model.image_encoder.layers[0].mlp.fc1.weight, mae.state_dict()[next(n for n in mae.state_dict() if "fc1.weight" in n)])
     # the frozen encoders keep their weights through a training step
-    from vitabench.policies.models.common import action_loss
+    from vitabench.models.common import action_loss
 
     before = model.image_encoder.layernorm.weight.clone()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)

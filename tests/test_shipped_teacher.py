@@ -34,8 +34,8 @@ def vitabench(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def shipped() -> tuple:
-    from vitabench.policies.models.checkpoint import load_model, resolve_checkpoint
-    from vitabench.policies.models.teacher import TeacherConfig, TeacherModel
+    from vitabench.models.checkpoint import load_model, resolve_checkpoint
+    from vitabench.models.teacher import TeacherConfig, TeacherModel
 
     saved = resolve_checkpoint(SHIPPED, "teacher")
     return saved, load_model(saved, TeacherConfig, TeacherModel.from_saved)

@@ -83,7 +83,7 @@ def test_model_state_matches_the_policy_runtime(rotation: str, size: int) -> Non
     """Training reads the orientation as stored (axis-angle); the policy from the env's quaternion,
     also when the gripper points down (w and the Euler roll flip there)."""
     from vitabench.geometry import quat_to_axis_angle
-    from vitabench.policies.models.runtime import frame_from_observation
+    from vitabench.models.runtime import frame_from_observation
 
     demo = make_demo(3, 7)
     demo.ee_ori[2] = [np.pi * 1.02, 0.05, -0.03]  # gripper down, w < 0
@@ -145,7 +145,7 @@ def test_statistics_and_normalized_targets() -> None:
     """The data's statistics; a normalised decoder is trained and decoded in units of the arm scale."""
     import torch
 
-    from vitabench.policies.models.common import ActionOutput, action_loss
+    from vitabench.models.common import ActionOutput, action_loss
 
     scale = torch.tensor([0.5, 0.25, 1.0, 0.1, 0.1, 0.1])
     arm = torch.tensor([[0.5, -0.5, 0.2, 0.0, 0.1, -0.1]])
@@ -199,14 +199,14 @@ def _teacher(seed: int = 3):
 
     import torch
 
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
 
     torch.manual_seed(seed)
     return TeacherModel.build(dataclasses.replace(TEACHER_PRESETS["tiny"], history=2))
 
 
 def _train(model, data: Path, out: Path, settings: TrainSettings, *, resume: bool = False, crash_at: int | None = None):
-    from vitabench.policies.models.common import action_loss
+    from vitabench.models.common import action_loss
     from vitabench.training.loop import train
 
     calls = []

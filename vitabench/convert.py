@@ -11,7 +11,7 @@ vision tower, 0.5 pre-scale + pixel shuffle + ``mlp2x_gelu`` projector, Qwen2 LM
 transformers InternVL directory (``InternVLForConditionalGeneration``): the pre-scale is folded
 into the projector's first linear layer, and since VITA's projector has no LayerNorm (InternVL's
 has), ``config.json`` says ``projector_layer_norm: false``, which vitabench's backbone loader
-honours (:mod:`vitabench.policies.models.backbones`).
+honours (:mod:`vitabench.models.backbones`).
 
 Every source tensor is placed, dropped as unused by the source model's own forward pass (listed),
 or (fixed tensors) checked against vitabench's; every target tensor is filled; anything else is a
@@ -271,7 +271,7 @@ def seer_config(state: Mapping[str, Any], mae: Mapping[str, Any] | None, clip: M
     """The teacher config a Seer checkpoint's shapes describe (``heads``: the GPT-2 heads, which
     shapes do not tell; Seer-Large on LIBERO: 12). The encoders' heads follow their widths
     (64-wide heads, as ViT-B and CLIP's text tower have)."""
-    from vitabench.policies.models.teacher import CLIP_TEXT_IDS, TEACHER_PRESETS
+    from vitabench.models.teacher import CLIP_TEXT_IDS, TEACHER_PRESETS
 
     hidden = int(state["text_projector.weight"].shape[0])
     changes: dict[str, Any] = dict(
@@ -323,10 +323,10 @@ def convert_seer(
     128 px renders, 600 steps, 5 settle steps, seed 42: ``vita_vla_paper``)."""
     from vitabench.api.policy import PolicySpec
     from vitabench.api.protocol import load_protocol
-    from vitabench.policies.models.checkpoint import save_checkpoint
-    from vitabench.policies.models.common import clip_tokenizer
-    from vitabench.policies.models.runtime import MODEL_STATE_KEYS
-    from vitabench.policies.models.seer import SeerTeacherModel, load_clip_text, load_vit
+    from vitabench.models.checkpoint import save_checkpoint
+    from vitabench.models.common import clip_tokenizer
+    from vitabench.models.runtime import MODEL_STATE_KEYS
+    from vitabench.models.seer import SeerTeacherModel, load_clip_text, load_vit
 
     _check_new_directory(out)
     trained = load_protocol(protocol)
@@ -339,7 +339,7 @@ def convert_seer(
     if mae_state is None:
         image_encoder = load_vit(mae)
     if text_encoder is not None or image_encoder is not None:  # the directories' own sizes
-        from vitabench.policies.models.seer import CLIP_TEXT_FIELDS, VIT_FIELDS, encoder_fields
+        from vitabench.models.seer import CLIP_TEXT_FIELDS, VIT_FIELDS, encoder_fields
 
         config = dataclasses.replace(
             config,
@@ -567,7 +567,7 @@ def convert_vita15(directory: Path, out: Path, *, vision_tower: Path | None = No
     from safetensors.torch import save_file
     from transformers import InternVLForConditionalGeneration
 
-    from vitabench.policies.models.backbones import PROJECTOR_LAYER_NORM
+    from vitabench.models.backbones import PROJECTOR_LAYER_NORM
 
     _check_new_directory(out)
     if not (directory / "config.json").is_file():

@@ -123,7 +123,7 @@ def list_domains(as_json: bool = JSON_OPTION) -> None:
 @app.command("checkpoints")
 def list_checkpoints(as_json: bool = JSON_OPTION) -> None:
     """The trained checkpoints shipped with vitabench (``--policy-arg checkpoint=NAME``) and what they measured."""
-    from vitabench.policies.models.checkpoint import shipped_cards
+    from vitabench.models.checkpoint import shipped_cards
 
     cards = shipped_cards()
     if as_json:

@@ -42,7 +42,7 @@ CLIP_SIZES: dict[str, ClipSize] = {
 
 def save_tokenizer(path: Path) -> None:
     """Write ``vocab.json`` and ``merges.txt`` (the files ``CLIPTokenizer`` reads) to ``path``."""
-    from vitabench.policies.models.common import clip_vocabulary
+    from vitabench.models.common import clip_vocabulary
 
     vocab, merges = clip_vocabulary()
     path.mkdir(parents=True, exist_ok=True)

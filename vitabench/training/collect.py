@@ -224,7 +224,7 @@ def collect(
 def _learner(checkpoint: str, ensemble: float | None, protocol: Protocol) -> Any:
     """The DAgger learner: a teacher checkpoint trained under ``protocol`` (or one derived from
     it), with temporal ensembling ``ensemble`` (``None``: its raw chunks)."""
-    from vitabench.policies.models.checkpoint import resolve_checkpoint
+    from vitabench.models.checkpoint import resolve_checkpoint
     from vitabench.registry import make_policy
     from vitabench.runner.evaluation import check_trained_protocol
 

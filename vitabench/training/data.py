@@ -64,7 +64,7 @@ class Demo:
         """``[T, state_dim]`` as the models read it: eef xyz, orientation as ``rotation`` (from
         the stored axis-angle, LIBERO's convention), two finger positions."""
         from vitabench.geometry import axis_angle_to_quat
-        from vitabench.policies.models.common import model_state
+        from vitabench.models.common import model_state
 
         return model_state(self.ee_pos, axis_angle_to_quat(self.ee_ori), self.gripper_states, rotation)
 

@@ -57,8 +57,8 @@ class StudentOptions:
 
 def load_teacher(directory: str | Path) -> tuple[Any, Any]:
     """A trained teacher (a directory or a shipped name) and its checkpoint metadata."""
-    from vitabench.policies.models.checkpoint import load_model, resolve_checkpoint
-    from vitabench.policies.models.teacher import TeacherConfig, TeacherModel
+    from vitabench.models.checkpoint import load_model, resolve_checkpoint
+    from vitabench.models.teacher import TeacherConfig, TeacherModel
 
     saved = resolve_checkpoint(directory, "teacher")
     return load_model(saved, TeacherConfig, TeacherModel.from_saved), saved
@@ -70,7 +70,7 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
     representation and normalisation statistics."""
     import torch
 
-    from vitabench.policies.models.student import VLM_PRESETS, StudentConfig, StudentModel
+    from vitabench.models.student import VLM_PRESETS, StudentConfig, StudentModel
 
     config = StudentConfig(
         cameras=teacher.config.cameras,
@@ -116,7 +116,7 @@ def _lineage_of(directory: Path) -> dict[str, Any]:
 
 def _save(student: Any, out: Path, windows: Windows, stage: str, options: StudentOptions, settings: TrainSettings,
           result: TrainResult, previous: Sequence[dict[str, Any]], teacher: dict[str, Any], backbone: str) -> None:
-    from vitabench.policies.models.checkpoint import save_checkpoint
+    from vitabench.models.checkpoint import save_checkpoint
     from vitabench.training.lineage import stage_record, write_lineage
 
     weights = save_checkpoint(student.float().cpu(), out, model_spec(student.config, windows.resolution), checkpoint_protocol(windows))
@@ -143,7 +143,7 @@ def align(
     the teacher and the decoder stay frozen."""
     import torch
 
-    from vitabench.policies.models.common import resolve_device
+    from vitabench.models.common import resolve_device
 
     if options.freeze_vlm:
         raise VitabenchError("--freeze-vlm applies to --stage finetune (stage 1 always freezes the LM); "
@@ -183,9 +183,9 @@ def finetune(
 ) -> TrainResult:
     """Stage 2 on the action loss, from a stage-1 checkpoint (``from_dir``: two-stage) or from a
     teacher and a backbone (only-ft)."""
-    from vitabench.policies.models.checkpoint import config_from_json, load_weights, read_checkpoint
-    from vitabench.policies.models.common import action_loss
-    from vitabench.policies.models.student import StudentConfig, StudentModel
+    from vitabench.models.checkpoint import config_from_json, load_weights, read_checkpoint
+    from vitabench.models.common import action_loss
+    from vitabench.models.student import StudentConfig, StudentModel
 
     if (from_dir is None) == (teacher_dir is None):
         raise VitabenchError("--stage finetune needs --from DIR (two-stage) or --teacher DIR --backbone B (only-ft), not both")

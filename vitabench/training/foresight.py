@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vitabench.policies.models.common import FrameBatch
+from vitabench.models.common import FrameBatch
 from vitabench.training.loop import Windows, _shift
 
 

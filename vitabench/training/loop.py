@@ -133,7 +133,7 @@ class Windows:
         """
         import torch
 
-        from vitabench.policies.models.common import FrameBatch
+        from vitabench.models.common import FrameBatch
 
         n, frames, chunk = len(rows), self.history, self.chunk
         state = np.zeros((n, frames, self.states[0].shape[1]), dtype=np.float32)
@@ -235,7 +235,7 @@ def train(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from vitabench.policies.models.common import resolve_device
+    from vitabench.models.common import resolve_device
 
     device, dtype = resolve_device(settings.device)
     model.to(device)

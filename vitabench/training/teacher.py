@@ -26,7 +26,7 @@ def checkpoint_protocol(windows: Windows) -> Any:
 def model_spec(config: Any, resolution: int) -> Any:
     """The observation spec a model trained on ``resolution`` px images is evaluated with."""
     from vitabench.api.policy import PolicySpec
-    from vitabench.policies.models.runtime import MODEL_STATE_KEYS
+    from vitabench.models.runtime import MODEL_STATE_KEYS
 
     return PolicySpec(cameras=tuple(config.cameras), resolution=resolution, state_keys=MODEL_STATE_KEYS,
                       history=config.history, chunk=config.chunk)
@@ -54,9 +54,9 @@ def train_teacher(
     """
     import torch
 
-    from vitabench.policies.models.checkpoint import load_model, resolve_checkpoint, save_checkpoint
-    from vitabench.policies.models.common import action_loss
-    from vitabench.policies.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
+    from vitabench.models.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+    from vitabench.models.common import action_loss
+    from vitabench.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
     from vitabench.training.lineage import read_lineage, stage_record, write_lineage
 
     earlier: list[dict[str, Any]] = []
@@ -83,7 +83,7 @@ def train_teacher(
     def loss_fn(batch: Any, targets: Any, mask: Any) -> Any:
         if not config.foresight:
             return action_loss(model(batch).actions, targets, mask)
-        from vitabench.policies.models.seer import FORESIGHT_LOSS_WEIGHT
+        from vitabench.models.seer import FORESIGHT_LOSS_WEIGHT
 
         prediction = model.predict(batch, foresight=True)
         device = batch.frame_mask.device

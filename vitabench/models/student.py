@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from vitabench.api.errors import VitabenchError
-from vitabench.policies.models import backbones
-from vitabench.policies.models.common import (
+from vitabench.models import backbones
+from vitabench.models.common import (
     CLIP_MEAN,
     CLIP_STD,
     ActionDecoder,
@@ -29,7 +29,7 @@ from vitabench.policies.models.common import (
     scatter_frames,
     state_dim,
 )
-from vitabench.policies.models.teacher import LIBERO_CAMERAS
+from vitabench.models.teacher import LIBERO_CAMERAS
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class Frame:
 def frame_from_observation(observation: Observation, cameras: tuple[str, ...], rotation: str = "euler") -> Frame:
     """Pick the declared cameras and build the model state (orientation as ``rotation``); a
     missing camera or key is named."""
-    from vitabench.policies.models.common import model_state
+    from vitabench.models.common import model_state
 
     images = observation.get("images", {})
     missing = [camera for camera in cameras if camera not in images]
@@ -65,7 +65,7 @@ class ModelPolicy(BasePolicy):
         resolution: int | None = None,
         provenance: Provenance = NO_PROVENANCE,
     ) -> None:
-        from vitabench.policies.models.common import resolve_device
+        from vitabench.models.common import resolve_device
 
         self.device, self.dtype = resolve_device(device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -114,7 +114,7 @@ class ModelPolicy(BasePolicy):
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         import torch
 
-        from vitabench.policies.models.common import FrameBatch
+        from vitabench.models.common import FrameBatch
 
         histories = self.observe(observations, slots)
         with torch.inference_mode():
@@ -203,7 +203,7 @@ def make_model_policy(
     import torch
 
     from vitabench.api.protocol import load_protocol
-    from vitabench.policies.models.checkpoint import CheckpointError, load_model, resolve_checkpoint, shipped_checkpoints
+    from vitabench.models.checkpoint import CheckpointError, load_model, resolve_checkpoint, shipped_checkpoints
 
     resolution = None if resolution is None else parse_int(resolution, "resolution")
     if checkpoint is not None and preset is not None:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vitabench.api.errors import VitabenchError
-from vitabench.policies.models.common import (
+from vitabench.models.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ActionDecoder,
@@ -41,7 +41,7 @@ CLIP_TEXT_IDS = {"bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 4
 
 IMAGE_ENCODERS = ("vit", "conv")
 #: ``vitabench``: the model of this module (every checkpoint before the field existed);
-#: ``seer``: Seer's own architecture (:mod:`vitabench.policies.models.seer`).
+#: ``seer``: Seer's own architecture (:mod:`vitabench.models.seer`).
 ARCHITECTURES = ("vitabench", "seer")
 
 
@@ -93,7 +93,7 @@ class TeacherConfig:
 
     def _check_architecture(self) -> None:
         """The ``architecture`` and its fields; one line naming the first bad value."""
-        from vitabench.policies.models.seer import ENCODERS, FORESIGHT_DECODER_HEADS
+        from vitabench.models.seer import ENCODERS, FORESIGHT_DECODER_HEADS
 
         if self.architecture not in ARCHITECTURES:
             raise VitabenchError(f"teacher architecture={self.architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
@@ -419,7 +419,7 @@ class TeacherModel(nn.Module):
         CLIP text encoder and tokenizer, ``image_encoder_dir`` a ViT / MAE (the seer architecture,
         which freezes both, as Seer does)."""
         if config.architecture == "seer":
-            from vitabench.policies.models.seer import SeerTeacherModel
+            from vitabench.models.seer import SeerTeacherModel
 
             return SeerTeacherModel.build(config, text_encoder_dir, image_encoder_dir)
         if image_encoder_dir is not None:
@@ -450,7 +450,7 @@ class TeacherModel(nn.Module):
         from transformers import AutoTokenizer
 
         if config.architecture == "seer":
-            from vitabench.policies.models.seer import SeerTeacherModel
+            from vitabench.models.seer import SeerTeacherModel
 
             return SeerTeacherModel.from_saved(config, directory)
         quiet_transformers()

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from vitabench.api.errors import VitabenchError
-from vitabench.policies.models.common import quiet_transformers
+from vitabench.models.common import quiet_transformers
 
 #: model_type in config.json → the transformers class it loads as.
 FAMILIES = {"llava": "LlavaForConditionalGeneration", "internvl": "InternVLForConditionalGeneration"}

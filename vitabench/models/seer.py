@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vitabench.api.errors import VitabenchError
-from vitabench.policies.models.common import (
+from vitabench.models.common import (
     CLIP_MEAN,
     CLIP_STD,
     ActionDecoder,
