@@ -31,7 +31,7 @@ from test_bench_runner import SUITE, Block, harness
 from vitabench.api import PolicySpec
 from vitabench.api.protocol import load_protocol
 from vitabench.policies.baselines import RandomPolicy
-from vitabench.registry import POLICIES
+from vitabench.plugins import POLICIES
 from vitabench.runner.store import RunStore
 
 STEPS = 100

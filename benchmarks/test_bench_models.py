@@ -50,7 +50,7 @@ def test_step_latency_batch_1_vs_8(benchmark, name, preset, rounds, min_ratio):
     import torch
 
     from vitabench.models.common import count_parameters
-    from vitabench.registry import make_policy
+    from vitabench.plugins import make_policy
 
     torch.set_num_threads(1)
     policy = make_policy(name, preset=preset, **({"ensemble": "none"} if name == "vita_vla" else {}))

@@ -33,7 +33,7 @@ import pytest
 from vitabench.api import PolicySpec
 from vitabench.api.protocol import load_protocol
 from vitabench.policies.baselines import RandomPolicy
-from vitabench.registry import POLICIES, get_suite
+from vitabench.plugins import POLICIES, get_suite
 from vitabench.runner import LocalExecutor, run_evaluation
 from vitabench.runner.store import RunStore
 

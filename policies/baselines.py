@@ -10,9 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec
+from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, batch_slots
 from vitabench.api.suite import Task
-from vitabench.wrappers import batch_slots
 
 
 def _chunk_length(chunk: int) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import Observation, Policy, Provenance, policy_provenance
-from vitabench.wrappers import PolicyWrapper
+from vitabench.policy_wrappers import PolicyWrapper
 
 
 class PvaPolicy(PolicyWrapper):
@@ -89,7 +89,7 @@ def _inner_args(value: Any) -> dict[str, Any]:
 def make(aligner: str | None = None, inner: str = "vita_vla", inner_args: Any = None, device: str = "cpu") -> Policy:
     """The ``inner`` policy (built with ``inner_args``) behind the aligner in directory ``aligner``."""
     from vitabench.pva.models import Aligner
-    from vitabench.registry import POLICIES, make_policy
+    from vitabench.plugins import POLICIES, make_policy
 
     if aligner is None:
         raise VitabenchError("policy pva needs --policy-arg aligner=DIR (a directory written by vitabench pva align)")

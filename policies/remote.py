@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, Provenance, check_actions
+from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, Provenance, batch_slots, check_actions
 from vitabench.api.suite import Task
 from vitabench.serving import (
     ACT_KEY,
@@ -41,7 +41,6 @@ from vitabench.serving import (
     spec_from_dict,
     task_to_dict,
 )
-from vitabench.wrappers import batch_slots
 
 
 def _one_line(text: str) -> str:

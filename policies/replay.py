@@ -20,9 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec
+from vitabench.api.policy import ACTION_DIM, BasePolicy, Observation, PolicySpec, batch_slots
 from vitabench.api.suite import Task
-from vitabench.wrappers import batch_slots
 
 
 class ReplayPolicy(BasePolicy):

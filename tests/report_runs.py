@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from vitabench.api.episode import Episode, EpisodeRecord, build_manifest
 from vitabench.api.protocol import Protocol, load_protocol
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 from vitabench.runner.store import RunStore
 
 Outcome = Callable[[Episode], "bool | None"]  # None = the episode errored

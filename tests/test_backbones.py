@@ -25,7 +25,7 @@ from vitabench.models.common import FrameBatch, clip_tokenizer
 from vitabench.models.runtime import ModelPolicy
 from vitabench.models.student import STUDENT_PRESETS, StudentModel, build_vlm_dir
 from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 from vitabench.training.data import Demo, DemoWriter
 from vitabench.training.lineage import write_lineage
 from vitabench.training.loop import TrainSettings
@@ -181,7 +181,7 @@ def test_policies_of_every_family_step_a_real_libero_env(two_stage):
 
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     task = get_suite("libero_long").task(0)
     protocol = load_protocol("vita_vla_paper")

@@ -8,7 +8,7 @@ import pytest
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import Policy, check_actions
 from vitabench.api.suite import Task
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 
 TASK = Task(suite="unit", task_id=0, name="t", instruction="do it", n_init_states=1)
 
@@ -65,7 +65,7 @@ def test_baselines_drive_a_plain_gymnasium_loop():
     """One observation in, one action out: ``policy(obs)`` in a plain loop over the LIBERO env."""
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     task = get_suite("libero_spatial").task(0)
     policy = make_policy("random")

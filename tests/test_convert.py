@@ -34,7 +34,7 @@ from vitabench.api.errors import VitabenchError
 from vitabench.convert import REPORT_FILE, convert_seer, convert_vita15
 from vitabench.models.common import FrameBatch, clip_tokenizer
 from vitabench.models.seer import seer_pixels
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 
 torch.set_num_threads(1)
 CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -310,7 +310,7 @@ def test_a_converted_seer_teacher_steps_a_real_libero_env(converted):
 
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     task = get_suite("libero_long").task(0)
     protocol = load_protocol("vita_vla_paper")

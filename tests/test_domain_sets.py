@@ -16,7 +16,7 @@ from cli_in_process import vitabench_in_process
 from vitabench.api import BasePolicy, PolicySpec, Suite, Task
 from vitabench.api.episode import build_manifest
 from vitabench.envs.domains import resolve_domains
-from vitabench.registry import POLICIES, SUITES, get_suite
+from vitabench.plugins import POLICIES, SUITES, get_suite
 from vitabench.runner.evaluation import check_trained_protocol, resolve_protocol, run_evaluation
 
 UNSEEN = [d.ref for d in resolve_domains("unseen")]

@@ -14,7 +14,7 @@ import pytest
 from vitabench.api.protocol import Protocol, load_protocol
 from vitabench.envs.domains import Domain, DomainError, all_domains, canonical_domain, resolve_domain, resolve_domains
 from vitabench.envs.libero_env import LiberoEnv
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 
 TASK = get_suite("libero_object").task(0)
 CAMERAS = ("agentview", "robot0_eye_in_hand")

@@ -35,7 +35,7 @@ from vitabench.api.policy import BasePolicy, PolicySpec
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
 from vitabench.geometry import quat_to_axis_angle
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 from vitabench.runner.executor import LocalExecutor, RunPlan
 
 #: One task per suite: fixtures placed from the RNG in all but libero_object (its scenes have only

@@ -87,7 +87,7 @@ def test_the_simulator_and_a_robot_report_one_vector_for_one_pose() -> None:
     from vitabench.api.policy import STATE_KEYS
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
     from vitabench.robots.driver import RobotState
     from vitabench.robots.env import RobotEnv
 

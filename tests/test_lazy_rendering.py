@@ -34,12 +34,12 @@ import pytest
 
 from vitabench.api import BasePolicy, PolicySpec, Suite, Task
 from vitabench.api.protocol import load_protocol
-from vitabench.registry import POLICIES, SUITES
+from vitabench.plugins import POLICIES, SUITES
 from vitabench.runner import LocalExecutor, run_evaluation
 from vitabench.runner.executor import LockstepLoop
 from vitabench.runner.store import RunStore
 from vitabench.runner.worker import EnvConfig, EnvHost, WorkerProcess
-from vitabench.wrappers import TemporalEnsemble
+from vitabench.policy_wrappers import TemporalEnsemble
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -199,7 +199,7 @@ def mujoco_digest(env: Any) -> str:
 @pytest.fixture(scope="module")
 def camera_env() -> Iterator[Any]:
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     env = LiberoEnv(get_suite("libero_object").task(0), load_protocol("standard"), cameras=CAMERAS, resolution=RESOLUTION, max_steps=50)
     yield env

@@ -18,7 +18,7 @@ import torch
 from vitabench.api.suite import Task
 from vitabench.models.checkpoint import CONFIG_FILE, save_checkpoint, shipped_checkpoints
 from vitabench.models.runtime import ModelPolicy
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 
 torch.set_num_threads(1)
 GOLDEN = json.loads((Path(__file__).parent / "data" / "pre_seer_golden.json").read_text())

@@ -17,7 +17,7 @@ from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import Protocol, load_protocol
 from vitabench.envs.libero_env import LiberoEnv
 from vitabench.geometry import quat_to_axis_angle
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 
 TASK = get_suite("libero_object").task(0)
 

@@ -22,7 +22,7 @@ from vitabench.api.suite import Task
 from vitabench.models.checkpoint import save_checkpoint, weights_hash
 from vitabench.models.common import FrameBatch, action_loss
 from vitabench.models.student import STUDENT_PRESETS, StudentModel
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 TASK = Task("libero_goal", 0, "test", "open the middle drawer of the cabinet", 50)
@@ -340,7 +340,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
 def test_policies_step_a_real_libero_env(policies):
     pytest.importorskip("libero")
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     task = get_suite("libero_goal").task(0)
     protocol = load_protocol("vita_vla_paper")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vitabench.api.errors import VitabenchError
-from vitabench.registry import POLICIES, make_policy
+from vitabench.plugins import POLICIES, make_policy
 
 PLUGIN_PYPROJECT = """
 [build-system]
@@ -55,7 +55,7 @@ class MyPolicy(BasePolicy):
 USE_BY_NAME = """
 import json
 from vitabench.api.suite import Task
-from vitabench.registry import POLICIES, make_policy
+from vitabench.plugins import POLICIES, make_policy
 policy = make_policy("myplug", gain=3)
 policy.reset(Task(suite="s", task_id=0, name="t", instruction="i", n_init_states=1), slot=4)
 actions = policy.act([{"state": {}}, {"state": {}}], [4, 4])

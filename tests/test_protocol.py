@@ -13,7 +13,7 @@ import pytest
 from vitabench.api.episode import build_manifest
 from vitabench.api.protocol import FIXTURE_RULES, OBSERVATION_FIELDS, Protocol, ProtocolError, find_protocol, load_protocol, preset_names
 from vitabench.api.suite import Suite
-from vitabench.registry import SUITES, get_suite
+from vitabench.plugins import SUITES, get_suite
 from vitabench.runner import run_evaluation
 
 

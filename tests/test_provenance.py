@@ -26,12 +26,12 @@ from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Suite, Task
 from vitabench.models.checkpoint import save_checkpoint, weights_hash
 from vitabench.pva.models import Aligner
-from vitabench.registry import SUITES, make_policy
+from vitabench.plugins import SUITES, make_policy
 from vitabench.runner import run_evaluation
 from vitabench.runner.evaluation import check_trained_protocol, resolve_protocol
 from vitabench.serving import PolicyServer, served_protocol
 from vitabench.training.lineage import write_lineage
-from vitabench.wrappers import wrap_policy
+from vitabench.policy_wrappers import wrap_policy
 
 TRAINED = load_protocol("distill_64")  # 64 px raw images, 5 settle steps of zeros
 MODELS = ("teacher", "vita_vla")

@@ -12,7 +12,7 @@ import pytest
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
-from vitabench.registry import get_suite, make_policy
+from vitabench.plugins import get_suite, make_policy
 
 STEPS = 30
 

@@ -10,7 +10,7 @@ import pytest
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import load_protocol
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 from vitabench.robots.driver import RobotState, make_driver
 from vitabench.robots.operator import Operator, OperatorError
 from vitabench.robots.recording import EpisodeRecording

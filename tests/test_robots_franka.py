@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from vitabench.api.protocol import load_protocol
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 from vitabench.robots.env import RobotEnv
 from vitabench.robots.franka import FrankaDriver
 from vitabench.robots.franky_sim import FrankySim

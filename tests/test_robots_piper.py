@@ -12,7 +12,7 @@ import pytest
 
 from piper_emulator import PiperEmulator
 from vitabench.api.protocol import load_protocol
-from vitabench.registry import get_suite
+from vitabench.plugins import get_suite
 from vitabench.robots.driver import RobotError
 from vitabench.robots.env import RobotEnv
 from vitabench.robots.operator import Operator

@@ -24,7 +24,7 @@ import pytest
 from vitabench.api import BasePolicy, PolicySpec, Suite, Task, VitabenchError
 from vitabench.cli.policy_options import parse_policy_args
 from vitabench.cli.run import parse_tasks
-from vitabench.registry import POLICIES, SUITES
+from vitabench.plugins import POLICIES, SUITES
 from vitabench.runner import run_evaluation
 from vitabench.runner.store import RunStore
 from vitabench.runner.video import VideoMode
@@ -236,7 +236,7 @@ CLI = [
     "-c",
     (
         "import sys; sys.path.insert(0, %r);"
-        "from vitabench.registry import POLICIES, SUITES;"
+        "from vitabench.plugins import POLICIES, SUITES;"
         "SUITES.register('faulty', 'test_runner:load_faulty_suite');"
         "POLICIES.register('nan_test', 'test_runner:NanPolicy');"
         "from vitabench.cli import main; main()"

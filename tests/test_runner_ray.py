@@ -130,7 +130,7 @@ def test_ray_gives_the_records_of_local_workers(ray_env: dict[str, str], tmp_pat
 FAULTY_CLI = [
     sys.executable,
     "-c",
-    "from vitabench.registry import SUITES; SUITES.register('faulty', 'test_runner:load_faulty_suite'); "
+    "from vitabench.plugins import SUITES; SUITES.register('faulty', 'test_runner:load_faulty_suite'); "
     "from vitabench.cli import main; main()",
 ]
 

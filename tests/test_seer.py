@@ -159,7 +159,7 @@ def test_foresight_windows_carry_the_image_k_steps_later_shifted_like_the_frames
 
 
 def test_training_the_seer_teacher_with_foresight_saves_a_loadable_checkpoint(tmp_path):
-    from vitabench.registry import make_policy
+    from vitabench.plugins import make_policy
     from vitabench.training.teacher import train_teacher
 
     data = write_demos(tmp_path / "demos.hdf5")

@@ -21,7 +21,7 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import BasePolicy, PolicySpec
 from vitabench.api.suite import Suite, Task
-from vitabench.registry import SUITES, make_policy
+from vitabench.plugins import SUITES, make_policy
 from vitabench.runner import run_evaluation
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the 
 
 # Runs the real CLI in a subprocess, with the test-only `echo` policy registered first.
 BOOT_CLI = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.registry import POLICIES; "
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.plugins import POLICIES; "
     "POLICIES.register('echo', 'test_serving:EchoPolicy'); POLICIES.register('dying', 'test_serving:DyingPolicy'); from vitabench.cli import main; main()"
 )
 BOOT_OPENPI = "import sys; sys.path.insert(0, sys.argv[1]); import test_serving; test_serving.run_openpi_like_server()"

@@ -17,9 +17,9 @@ from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import BasePolicy, PolicySpec, Provenance
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
-from vitabench.registry import make_policy
+from vitabench.plugins import make_policy
 from vitabench.serving import OpenpiConversion, RequestError, served_protocol
-from vitabench.wrappers import ChunkExecution
+from vitabench.policy_wrappers import ChunkExecution
 
 PROMPT = "put the black bowl on the plate"
 BOOT_PROBE = (

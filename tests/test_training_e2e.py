@@ -137,7 +137,7 @@ def replay_env() -> Iterator:
     reset to an init state is the same in a reused env as in a fresh one (collect reuses its env too)."""
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite, make_policy
+    from vitabench.plugins import get_suite, make_policy
 
     env = LiberoEnv(get_suite("libero_object").task(0), load_protocol("distill_64"), privileged=True,
                     state_keys=make_policy("scripted").spec.state_keys)
@@ -156,7 +156,7 @@ def expert_labels_on(env, path: Path, demo: int) -> tuple[np.ndarray, np.ndarray
     """``(recorded labels, the scripted expert's actions)`` along demo ``demo``'s executed actions,
     replayed from its init state in the camera-free ``env``: labels must be the expert's own."""
     from vitabench.api.protocol import Protocol
-    from vitabench.registry import make_policy
+    from vitabench.plugins import make_policy
 
     with h5py.File(path) as handle:
         group = handle[f"data/demo_{demo}"]

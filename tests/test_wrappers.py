@@ -11,7 +11,7 @@ import pytest
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import NO_PROVENANCE, BasePolicy, PolicySpec, Provenance, policy_provenance
 from vitabench.api.suite import Task
-from vitabench.wrappers import ChunkExecution, History, TemporalEnsemble, ensemble_weights, wrap_policy
+from vitabench.policy_wrappers import ChunkExecution, History, TemporalEnsemble, ensemble_weights, wrap_policy
 
 TASK = Task(suite="unit", task_id=0, name="t", instruction="do it", n_init_states=1)
 

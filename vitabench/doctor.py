@@ -64,7 +64,7 @@ def check_rendering(timeout_s: float = 120.0) -> CheckResult:
 
     backend = ensure_gl_backend()
     code = (
-        "from vitabench.registry import get_suite\n"
+        "from vitabench.plugins import get_suite\n"
         "from vitabench.api.protocol import load_protocol\n"
         "from vitabench.envs.libero_env import LiberoEnv\n"
         "env = LiberoEnv(get_suite('libero_object').task(0), load_protocol('standard'),"
@@ -118,7 +118,7 @@ def check_task_init_states(suite_name: str, task_id: int, protocol: Protocol, st
     than ``REST_SPEED_MS``, or fell below the floor.
     """
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     started = time.perf_counter()
     task = get_suite(suite_name).task(task_id)
@@ -321,7 +321,7 @@ def profile_steps(
     observation. Cameras: ``cameras``, else the policy's, else the protocol's."""
     from vitabench.envs.libero_env import LiberoEnv
     from vitabench.envs.rendering import ensure_gl_backend
-    from vitabench.registry import get_suite, make_policy
+    from vitabench.plugins import get_suite, make_policy
 
     ensure_gl_backend()
     task = get_suite(suite_name).task(task_id)

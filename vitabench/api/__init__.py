@@ -11,6 +11,7 @@ from vitabench.api.policy import (
     PolicyInfo,
     PolicySpec,
     Provenance,
+    batch_slots,
     check_actions,
     policy_provenance,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Suite",
     "Task",
     "VitabenchError",
+    "batch_slots",
     "build_manifest",
     "check_actions",
     "episode_seed",

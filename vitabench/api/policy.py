@@ -22,6 +22,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from vitabench.api.errors import VitabenchError
 from vitabench.api.suite import Task
 
 Observation = Mapping[str, Any]
@@ -154,6 +155,18 @@ class PolicyInfo:
         if trained is not None:
             provenance["trained_protocol"] = {k: trained[k] for k in ("name", "version", "hash", "ref") if k in trained}
         return {"name": self.name, "args": dict(self.args), **provenance}
+
+
+def batch_slots(observations: Sequence[Observation], slots: Sequence[int] | None) -> list[int]:
+    """The slot of each observation: ``slots`` as given, else ``0..B-1``; lengths must agree."""
+    if slots is None:
+        return list(range(len(observations)))
+    slots = [int(s) for s in slots]
+    if len(slots) != len(observations):
+        raise VitabenchError(
+            f"act got {len(observations)} observations but {len(slots)} slots; they must match"
+        )
+    return slots
 
 
 class BasePolicy:

@@ -36,16 +36,6 @@ OBSERVATION_FIELDS: tuple[str, ...] = (
 )
 PRESET_VERSIONS_DIR = "superseded"
 
-#: The suites a protocol must give a step limit for (``libero_10`` is an alias of ``libero_long``).
-LIBERO_SUITES: tuple[str, ...] = (
-    "libero_spatial",
-    "libero_object",
-    "libero_goal",
-    "libero_long",
-    "libero_90",
-)
-
-
 class ProtocolError(VitabenchError, ValueError):
     """A protocol file or field that cannot be used."""
 

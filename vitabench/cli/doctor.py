@@ -28,7 +28,7 @@ def doctor(
     with --profile, measure a step's parts and the episodes per hour they allow instead."""
     from vitabench.api.protocol import load_protocol
     from vitabench.doctor import check_init_states, check_rendering, check_versions
-    from vitabench.registry import SUITES, get_suite
+    from vitabench.plugins import SUITES, get_suite
 
     console = Console()
     spec = load_protocol(protocol)

@@ -25,7 +25,7 @@ def _print(title: str, columns: list[str], rows: list[list[object]]) -> None:
 @app.command("suites")
 def list_suites(as_json: bool = JSON_OPTION) -> None:
     """The registered suites: tasks and init states per task."""
-    from vitabench.registry import SUITES, get_suite
+    from vitabench.plugins import SUITES, get_suite
 
     data = []
     for entry in SUITES.entries():
@@ -53,7 +53,7 @@ def list_suites(as_json: bool = JSON_OPTION) -> None:
 @app.command("tasks")
 def list_tasks(suite: str = typer.Argument(..., help="Suite name."), as_json: bool = JSON_OPTION) -> None:
     """The tasks of SUITE with their instructions."""
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     tasks = get_suite(suite).tasks
     data = [
@@ -99,7 +99,7 @@ def list_protocols(as_json: bool = JSON_OPTION) -> None:
 @app.command("policies")
 def list_policies(as_json: bool = JSON_OPTION) -> None:
     """The registered policies and where each comes from."""
-    from vitabench.registry import POLICIES
+    from vitabench.plugins import POLICIES
 
     data = [{"name": e.name, "target": e.target, "source": e.source} for e in POLICIES.entries()]
     if as_json:

@@ -32,7 +32,7 @@ def serve(
     ``{"actions": chunk}`` replies; vitabench clients also send reset and batched act messages."""
     from vitabench.api.protocol import load_protocol
     from vitabench.cli.policy_options import parse_policy_args
-    from vitabench.registry import POLICIES, make_policy
+    from vitabench.plugins import POLICIES, make_policy
     from vitabench.serving import PolicyServer
 
     args = parse_policy_args(policy_arg, policy_config)

@@ -19,7 +19,7 @@ ENV_ID = "vitabench/Libero-v0"
 def make_libero_env(suite: str, task_id: int, protocol: str | Protocol = "standard", **kwargs: Any) -> Any:
     """Build a :class:`~vitabench.envs.libero_env.LiberoEnv` from names (the Gymnasium entry point)."""
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.registry import get_suite
+    from vitabench.plugins import get_suite
 
     spec = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     return LiberoEnv(get_suite(suite).task(task_id), spec, **kwargs)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import NO_PROVENANCE, BasePolicy, Observation, PolicySpec, Provenance, lineage_summary
+from vitabench.api.policy import NO_PROVENANCE, BasePolicy, Observation, PolicySpec, Provenance, batch_slots, lineage_summary
 from vitabench.api.suite import Task
 
 logger = logging.getLogger("vitabench.policies")
@@ -87,11 +87,8 @@ class ModelPolicy(BasePolicy):
 
     def observe(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> list[list[Frame]]:
         """Append each observation to its slot's history without predicting; returns the histories."""
-        slot_ids = list(range(len(observations))) if slots is None else [int(s) for s in slots]
-        if len(slot_ids) != len(observations):
-            raise VitabenchError(f"got {len(observations)} observations but {len(slot_ids)} slots; they must match")
         histories = []
-        for slot, observation in zip(slot_ids, observations):
+        for slot, observation in zip(batch_slots(observations, slots), observations):
             frames = self._frames.setdefault(slot, deque(maxlen=self.spec.history))
             frames.append(frame_from_observation(observation, self.spec.cameras, self.state_rotation))
             histories.append(list(frames))
@@ -175,7 +172,7 @@ def with_ensembling(policy: ModelPolicy, ensemble: Any) -> Any:
         m = float(ensemble)
     except ValueError:
         raise VitabenchError(f"ensemble={ensemble!r}; accepted: a number (0.01 in VITA-VLA) or none") from None
-    from vitabench.wrappers import TemporalEnsemble
+    from vitabench.policy_wrappers import TemporalEnsemble
 
     return TemporalEnsemble(policy, m=m)
 

@@ -129,7 +129,7 @@ def _is_complete(run_dir: Path) -> bool:
 
 def _check_reusable(info: RunInfo, variant: Variant, spec: AblationSpec) -> None:
     """A complete run found under OUT must be the one the spec asks for."""
-    from vitabench.registry import POLICIES
+    from vitabench.plugins import POLICIES
     from vitabench.runner.evaluation import resolve_protocol
 
     wanted_protocol = resolve_protocol(spec.protocol, seed=None, max_steps=spec.max_steps)

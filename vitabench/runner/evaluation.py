@@ -271,7 +271,7 @@ def run_evaluation(
     ``status="error"`` (see :func:`errored_records`), never raised. Environment workers are
     started with ``spawn``: in a script, call this under ``if __name__ == "__main__":``.
     """
-    from vitabench.registry import POLICIES, get_suite, make_policy
+    from vitabench.plugins import POLICIES, get_suite, make_policy
 
     out = Path(out)
     suite_obj = get_suite(suite)

@@ -212,10 +212,6 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
-
     def send(self, message: tuple) -> None:
         """Send a command, starting the process first if there is none."""
         if self._process is None:

@@ -144,7 +144,7 @@ def collect(
     the probability that a step runs the expert's action instead. Every DAgger episode is kept.
     ``on_episode(task_id, init_state, success, steps)`` is called after every episode.
     """
-    from vitabench.registry import get_suite, make_policy
+    from vitabench.plugins import get_suite, make_policy
 
     if episodes < 1:
         raise VitabenchError(f"--episodes {episodes}; accepted: a positive integer")
@@ -225,7 +225,7 @@ def _learner(checkpoint: str, ensemble: float | None, protocol: Protocol) -> Any
     """The DAgger learner: a teacher checkpoint trained under ``protocol`` (or one derived from
     it), with temporal ensembling ``ensemble`` (``None``: its raw chunks)."""
     from vitabench.models.checkpoint import resolve_checkpoint
-    from vitabench.registry import make_policy
+    from vitabench.plugins import make_policy
     from vitabench.runner.evaluation import check_trained_protocol
 
     policy = make_policy("teacher", checkpoint=checkpoint, ensemble="none" if ensemble is None else ensemble)

@@ -1,4 +1,5 @@
-"""The two registries: policies and suites (built-ins plus entry-point plugins)."""
+"""The plugins vitabench knows: the policy and suite registries (built-ins plus entry-point
+plugins; the mechanism is :class:`vitabench.api.registry.Registry`), and how to build one."""
 
 from __future__ import annotations
 

@@ -24,20 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, check_actions, policy_provenance
+from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, batch_slots, check_actions, policy_provenance
 from vitabench.api.suite import Task
-
-
-def batch_slots(observations: Sequence[Observation], slots: Sequence[int] | None) -> list[int]:
-    """The slot of each observation: ``slots`` as given, else ``0..B-1``; lengths must agree."""
-    if slots is None:
-        return list(range(len(observations)))
-    slots = [int(s) for s in slots]
-    if len(slots) != len(observations):
-        raise VitabenchError(
-            f"act got {len(observations)} observations but {len(slots)} slots; they must match"
-        )
-    return slots
 
 
 class PolicyWrapper(BasePolicy):
