@@ -32,8 +32,8 @@ def run_sweep(suite_name: str, tasks: list[int], init_states: list[int], protoco
 
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.policies.scripted import ScriptedPolicy
-    from vitabench.registry import get_suite
+    from vitabench.expert import ScriptedPolicy
+    from vitabench.plugins import get_suite
 
     torch.set_num_threads(1)
     suite = get_suite(suite_name)

@@ -10,8 +10,8 @@ from vitabench.api.policy import check_actions
 from vitabench.api.protocol import load_protocol
 from vitabench.envs.libero_env import LiberoEnv
 from vitabench.geometry import matrix_to_rotation_vector, yaw_matrix
-from vitabench.policies.scripted import Goal, gripper_yaw, make_skills, parse_goal, wrap_half_turn
-from vitabench.registry import get_suite, make_policy
+from vitabench.expert import Goal, gripper_yaw, make_skills, parse_goal, wrap_half_turn
+from vitabench.plugins import get_suite, make_policy
 
 PROTOCOL = load_protocol("standard")
 

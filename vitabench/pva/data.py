@@ -92,8 +92,8 @@ def render_domain_images(
     from vitabench.api.protocol import load_protocol
     from vitabench.envs.domains import resolve_domain
     from vitabench.envs.libero_env import LiberoEnv
-    from vitabench.policies.scripted import ScriptedPolicy
-    from vitabench.registry import get_suite
+    from vitabench.expert import ScriptedPolicy
+    from vitabench.plugins import get_suite
 
     resolved = [resolve_domain(d) for d in domains]
     if len({d.name for d in resolved}) != len(resolved):
