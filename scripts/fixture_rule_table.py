@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vitabench.report.stats import mcnemar_exact, paired_counts, wilson_interval
+from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 from vitabench.runner.store import RunStore
 
 RULES = (("standard-v1", "first draw (standard@1)"), ("standard-v2", "openpi's draws (standard@2)"))

@@ -59,7 +59,7 @@ def ship_weights(source: Path, name: str) -> Path:
 
 def run_summary(run_dir: Path, weights_hash: str) -> dict[str, Any]:
     """Success over every episode of a finished run of the shipped weights (errors count as failures)."""
-    from vitabench.report.stats import wilson_interval
+    from vitabench.stats import wilson_interval
     from vitabench.runner.store import RunStore
 
     store = RunStore(run_dir)

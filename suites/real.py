@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.files import read_toml
+from vitabench.api.config import read_toml
 from vitabench.api.suite import Suite, Task
 
 ENV_ENTRY_POINT = "vitabench.robots.env:RobotEnv"

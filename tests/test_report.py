@@ -17,7 +17,7 @@ from vitabench.report import build_report, check_published, compare_runs, succes
 from vitabench.report.compare import CompareRefused
 from vitabench.report.published import published_tables
 from vitabench.report.runs import ReportError
-from vitabench.report.stats import wilson_interval
+from vitabench.stats import wilson_interval
 
 
 def cli_subprocess(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy.stats import binomtest, norm
 
-from vitabench.report.stats import mcnemar_exact, paired_counts, wilson_interval
+from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 
 
 def wilson_by_hand(k: int, n: int, confidence: float) -> tuple[float, float]:

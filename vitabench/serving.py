@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence, get_args
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import Policy, PolicySpec, check_actions, policy_provenance
+from vitabench.api.policy import STATE_SIZES, Policy, PolicySpec, check_actions, policy_provenance
 from vitabench.api.protocol import ImageOrientation, Protocol
 from vitabench.api.suite import Task
 
@@ -56,9 +56,6 @@ ACT_KEY = "vitabench/act"
 CONTROL_KEY = "__ctrl__"
 WIRE_PROTOCOL = 1
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-#: Size of each state key (LIBERO).
-STATE_DIMS: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
 
 #: openpi LIBERO image key -> vitabench camera.
 OPENPI_CAMERAS: dict[str, str] = {
@@ -192,7 +189,7 @@ class OpenpiConversion:
             if self.state_keys:
                 raise RequestError(f"the message lacks observation/state; the policy needs {', '.join(self.state_keys)}")
             return {}
-        sizes = [STATE_DIMS[key] for key in OPENPI_STATE_KEYS]
+        sizes = [STATE_SIZES[key] for key in OPENPI_STATE_KEYS]
         layout = f"{sum(sizes)} numbers ({' + '.join(f'{k} {n}' for k, n in zip(OPENPI_STATE_KEYS, sizes))})"
         try:
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -268,8 +265,8 @@ def check_observation(obs: Any, spec: PolicySpec) -> Mapping[str, Any]:
     if missing:
         raise RequestError(f"observation lacks state key(s) {', '.join(missing)}; the policy needs {', '.join(spec.state_keys)}")
     for key in spec.state_keys:
-        if np.size(state[key]) != STATE_DIMS[key]:
-            raise RequestError(f"state {key!r} has {np.size(state[key])} values; accepted: {STATE_DIMS[key]}")
+        if np.size(state[key]) != STATE_SIZES[key]:
+            raise RequestError(f"state {key!r} has {np.size(state[key])} values; accepted: {STATE_SIZES[key]}")
     return obs
 
 

@@ -5,6 +5,7 @@ from vitabench.api.episode import Episode, EpisodeRecord, Manifest, build_manife
 from vitabench.api.policy import (
     ACTION_DIM,
     STATE_KEYS,
+    STATE_SIZES,
     BasePolicy,
     Observation,
     Policy,
@@ -22,6 +23,7 @@ from vitabench.api.suite import Suite, Task
 __all__ = [
     "ACTION_DIM",
     "STATE_KEYS",
+    "STATE_SIZES",
     "BasePolicy",
     "Episode",
     "EpisodeRecord",

@@ -27,14 +27,10 @@ from vitabench.api.suite import Task
 
 Observation = Mapping[str, Any]
 
-#: Proprioceptive keys every environment can provide.
-STATE_KEYS: tuple[str, ...] = (
-    "ee_pos",
-    "ee_axis_angle",
-    "ee_quat",
-    "gripper_qpos",
-    "joint_pos",
-)
+#: Proprioceptive keys every environment can provide, and the size of each (``joint_pos``: a
+#: 7-DoF arm's; a robot env reports its own arm's).
+STATE_SIZES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
+STATE_KEYS: tuple[str, ...] = tuple(STATE_SIZES)
 
 ACTION_DIM = 7
 

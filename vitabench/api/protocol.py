@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
+from vitabench.api.config import read_config
 from vitabench.api.errors import VitabenchError
 
 ImageOrientation = Literal["raw", "rot180"]
@@ -248,14 +248,7 @@ class Protocol:
     def from_file(cls, path: str | Path) -> Protocol:
         """Load a TOML (or JSON) protocol file."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ProtocolError(f"protocol file {str(path)!r} cannot be read: {exc.strerror}") from None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ProtocolError(f"protocol file {str(path)!r} is not valid: {exc}") from None
+        data = read_config(path, "protocol file", ProtocolError)
         return cls.from_dict(data, source=str(path))
 
 

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, STATE_KEYS
+from vitabench.api.policy import ACTION_DIM, STATE_KEYS, STATE_SIZES
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Task
 from vitabench.envs.rendering import ensure_gl_backend, rendering_error
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 #: LIBERO's camera names (agentview = third person, robot0_eye_in_hand = wrist).
 LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
 
-_STATE_SHAPES: dict[str, int] = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": 7}
 #: How each state key is read from robosuite's raw observation.
 _STATE_READERS: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {
     "ee_pos": lambda raw: np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
@@ -169,7 +168,7 @@ class LiberoEnv(gym.Env):
         res = self.resolution
         spaces: dict[str, gym.Space] = {
             "state": gym.spaces.Dict(
-                {k: gym.spaces.Box(-np.inf, np.inf, (_STATE_SHAPES[k],), dtype=np.float32) for k in self.state_keys}
+                {k: gym.spaces.Box(-np.inf, np.inf, (STATE_SIZES[k],), dtype=np.float32) for k in self.state_keys}
             ),
             "instruction": gym.spaces.Text(max_length=1024, charset=string.printable),
         }

@@ -18,9 +18,9 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from vitabench.api.files import read_toml
+from vitabench.api.config import read_toml
 from vitabench.report.runs import ReportError, RunInfo, load_episodes, run_info, suite_sort_key
-from vitabench.report.stats import mcnemar_exact, paired_counts
+from vitabench.stats import mcnemar_exact, paired_counts
 from vitabench.report.tables import aggregate
 from vitabench.runner.store import RunStore
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from vitabench.report.runs import ReportError, RunInfo, run_info
-from vitabench.report.stats import PairedCounts, mcnemar_exact, paired_counts, wilson_interval
+from vitabench.stats import PairedCounts, mcnemar_exact, paired_counts, wilson_interval
 from vitabench.runner.store import RunStore
 
 

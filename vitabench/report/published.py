@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
 
-from vitabench.api.files import read_toml
+from vitabench.api.config import read_toml
 from vitabench.report.runs import ReportError
 
 AverageRule = Literal["mean", "sum/100"]

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from vitabench.report.runs import completeness_notes, load_episodes, protocols_frame, suite_sort_key
-from vitabench.report.stats import wilson_interval
+from vitabench.stats import wilson_interval
 
 DENOMINATOR_NOTE = (
     "Success rate = successes / episodes that ran to the end (status ok); errored episodes are "

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from vitabench.report.runs import ReportError, default_label
-from vitabench.report.stats import wilson_interval
+from vitabench.stats import wilson_interval
 from vitabench.runner.store import RunStore
 
 SETS = ("canonical", "seen", "unseen")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from vitabench.api.config import parse_key_values
 from vitabench.api.errors import VitabenchError
 
 #: robot name -> lazy ``module:Class`` of its driver.
@@ -110,18 +110,8 @@ def make_driver(robot: str, args: Mapping[str, Any]) -> RobotDriver:
 
 
 def parse_robot_args(pairs: list[str]) -> dict[str, Any]:
-    """``--robot-arg KEY=VALUE`` pairs: a JSON value when valid JSON, else the string given.
-
-    Keys are identifiers, or dotted like ``camera.agentview``.
-    """
-    args: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not all(part.isidentifier() for part in key.split(".")):
-            raise VitabenchError(f"--robot-arg {pair!r}; accepted: KEY=VALUE, e.g. host=172.16.0.2 or camera.agentview=opencv:0")
-        try:
-            args[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            args[key] = raw
-    return args
+    """``--robot-arg KEY=VALUE`` pairs (:func:`~vitabench.api.config.parse_key_values`); keys are
+    identifiers, or dotted like ``camera.agentview``."""
+    return parse_key_values(
+        pairs, "--robot-arg", dotted=True, accepted="KEY=VALUE, e.g. host=172.16.0.2 or camera.agentview=opencv:0"
+    )

@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import ACTION_DIM, STATE_KEYS
+from vitabench.api.policy import ACTION_DIM, STATE_KEYS, STATE_SIZES
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Task
 from vitabench.robots.cameras import Camera, open_camera
@@ -157,7 +157,7 @@ class RobotEnv(gym.Env):
 
     # -- spaces and observations ----------------------------------------------------------------
     def _observation_space(self) -> gym.spaces.Dict:
-        shapes = {"ee_pos": 3, "ee_axis_angle": 3, "ee_quat": 4, "gripper_qpos": 2, "joint_pos": self.driver.dof}
+        shapes = {**STATE_SIZES, "joint_pos": self.driver.dof}
         spaces: dict[str, gym.Space] = {
             "state": gym.spaces.Dict({k: gym.spaces.Box(-np.inf, np.inf, (int(shapes[k]),), dtype=np.float32) for k in self.state_keys}),
             "instruction": gym.spaces.Text(max_length=1024, charset=string.printable),

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vitabench.api.episode import EpisodeRecord
-from vitabench.report.stats import wilson_interval
+from vitabench.stats import wilson_interval
 
 
 @dataclass(frozen=True)
