@@ -141,7 +141,7 @@ def harness(
     executor = MeasuredExecutor(lazy)
     run_dir = run_evaluation(
         policy, args or {}, SUITE, tasks=[TASK], episodes_per_task=episodes, max_steps=steps, out=out, executor=executor
-    )
+    ).run_dir
     records = sorted(RunStore(run_dir).records(), key=lambda r: r.episode_id)
     assert [r.status for r in records] == ["ok"] * episodes
     marks = executor.marks

@@ -32,10 +32,10 @@ from typing import Any, Mapping
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.config import read_toml
-from vitabench.api.suite import Suite, Task
+from vitabench.api.suite import REAL_ROBOT_STEPS_KEY, Suite, Task
 
 ENV_ENTRY_POINT = "vitabench.robots.env:RobotEnv"
-STEPS_KEY = "real"
+STEPS_KEY = REAL_ROBOT_STEPS_KEY
 USER_TASKS_VARIABLE = "VITABENCH_REAL_TASKS"
 EXAMPLE_TASKS = Path(__file__).parent / "real_tasks" / "example.toml"
 TASK_FIELDS = {"name": str, "instruction": str, "max_steps": int, "control_hz": (int, float), "reset_instructions": str, "success_criterion": str}
@@ -70,7 +70,7 @@ def load_user_tasks(path: str | Path, suite: str = "real_user") -> Suite:
     if not isinstance(tables, list) or not tables:
         raise VitabenchError(f"real task file {str(path)!r} has no [[task]] tables; accepted: see vitabench.suites.real")
     tasks = tuple(real_task(suite, i, t, str(path)) for i, t in enumerate(tables))
-    return Suite(suite, STEPS_KEY, tasks, ENV_ENTRY_POINT, description=f"real-robot tasks from {path}")
+    return Suite(suite, STEPS_KEY, tasks, ENV_ENTRY_POINT, description=f"real-robot tasks from {path}", kind="real_robot")
 
 
 def load_suite(name: str) -> Suite:

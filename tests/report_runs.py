@@ -29,6 +29,7 @@ def write_run(
     episodes_per_task: int = 10,
     args: dict | None = None,
     label: str | None = None,
+    robot: str | None = None,
 ) -> Path:
     proto = load_protocol(protocol) if isinstance(protocol, str) else protocol
     suite_obj = get_suite(suite)
@@ -44,6 +45,7 @@ def write_run(
             "protocol_ref": proto.ref,
             "protocol_hash": proto.hash,
             "manifest_hash": manifest.hash,
+            **({"robot": {"name": robot, "args": {}}} if robot is not None else {}),
         },
         manifest,
     )

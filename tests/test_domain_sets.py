@@ -17,7 +17,9 @@ from vitabench.api import BasePolicy, PolicySpec, Suite, Task
 from vitabench.api.episode import build_manifest
 from vitabench.envs.domains import resolve_domains
 from vitabench.plugins import POLICIES, SUITES, get_suite
-from vitabench.runner.evaluation import check_trained_protocol, resolve_protocol, run_evaluation
+from vitabench.api.protocol import check_trained_protocol
+from vitabench.runner import run_evaluation
+from vitabench.runner.plan import resolve_protocol
 
 UNSEEN = [d.ref for d in resolve_domains("unseen")]
 
@@ -78,7 +80,7 @@ def _outcomes(run_dir: Path) -> dict[str, tuple]:
 
 def test_a_set_run_records_domains_whatever_the_workers_and_resumes(tmp_path: Path) -> None:
     runs = {w: run_evaluation("zero", {}, "libero_object_still_sets", tasks=[0], episodes_per_task=2, max_steps=2,
-                              domain="unseen", workers=w, out=tmp_path / f"w{w}") for w in (1, 3)}
+                              domain="unseen", workers=w, out=tmp_path / f"w{w}").run_dir for w in (1, 3)}
     assert _outcomes(runs[1]) == _outcomes(runs[3]) and len(_outcomes(runs[1])) == 2 * len(UNSEEN)
     assert (runs[1] / "manifest.json").read_text() == (runs[3] / "manifest.json").read_text()
     assert {r["domain"] for r in _records(runs[1])} == set(UNSEEN)
@@ -159,7 +161,7 @@ def test_a_set_run_renders_each_domain_on_real_libero(tmp_path: Path) -> None:
     protocol = resolve_protocol("standard", seed=None, max_steps=None).with_domains(pair, "pair")
     FIRST_FRAMES.clear()
     run = run_evaluation("first_frames", {}, "libero_object", tasks=[0], episodes_per_task=1, protocol=protocol,
-                         max_steps=3, out=tmp_path / "set")
+                         max_steps=3, out=tmp_path / "set").run_dir
     assert [r["domain"] for r in _records(run)] == [d.ref for d in pair] and {r["status"] for r in _records(run)} == {"ok"}
     dusk, green = FIRST_FRAMES
     assert np.abs(dusk.astype(int) - green.astype(int)).mean() > 5

@@ -170,7 +170,7 @@ def test_runs_on_envs_with_and_without_step_unobserved_match_eager_runs(tmp_path
         out = run_evaluation(
             "random", {"chunk": 3}, suite, tasks=[0], episodes_per_task=2, max_steps=10, video="all",
             out=tmp_path / f"lazy_{lazy}", executor=LocalExecutor(1, lazy_rendering=lazy),
-        )
+        ).run_dir
         records = {r.episode_id: r for r in RunStore(out).records()}
         frames = {e: iio.imread(out / r.video) for e, r in records.items()}
         extras = {e: {k: v for k, v in r.extra.items() if k != "env_build_s"} for e, r in records.items()}  # a time
@@ -379,7 +379,7 @@ def run(tmp: Path, label: str, *, lazy: bool = True, executor: Any = None, **arg
     out = run_evaluation(
         "lazy_probe", {"label": label, **args}, "libero_object", tasks=[0], episodes_per_task=EPISODES, max_steps=MAX_STEPS,
         out=tmp / label, video="sample:1", executor=executor or LocalExecutor(1, lazy_rendering=lazy),
-    )
+    ).run_dir
     records = {r.episode_id: r for r in RunStore(out).records()}
     assert all(r.status == "ok" for r in records.values()), [r.error for r in records.values()]
     return {"dir": out, "records": records, "seen": {episode[0]: episode for episode in SEEN[label]}}

@@ -161,7 +161,7 @@ def test_manifest_does_not_depend_on_how_a_run_is_executed(tmp_path: Path) -> No
     manifests = []
     for workers in (1, 2):
         out = run_evaluation("zero", {}, "libero_object_still", tasks=[0, 1], episodes_per_task=2, max_steps=2,
-                             workers=workers, out=tmp_path / f"w{workers}")
+                             workers=workers, out=tmp_path / f"w{workers}").run_dir
         assert {r["status"] for r in map(json.loads, (out / "episodes.jsonl").read_text().splitlines())} == {"ok"}
         manifests.append(json.loads((out / "manifest.json").read_text()))
     assert manifests[0] == manifests[1] and len(manifests[0]["episodes"]) == 4

@@ -28,7 +28,8 @@ from vitabench.models.checkpoint import save_checkpoint, weights_hash
 from vitabench.pva.models import Aligner
 from vitabench.plugins import SUITES, make_policy
 from vitabench.runner import run_evaluation
-from vitabench.runner.evaluation import check_trained_protocol, resolve_protocol
+from vitabench.api.protocol import check_trained_protocol
+from vitabench.runner.plan import resolve_protocol
 from vitabench.serving import PolicyServer, served_protocol
 from vitabench.training.lineage import write_lineage
 from vitabench.policy_wrappers import wrap_policy
@@ -194,7 +195,7 @@ def test_a_trained_protocol_of_unknown_fields_accepts_only_its_derivations():
 
 def test_records_carry_the_provenance(checkpoints, aligner, tmp_path):
     name, args = policy_args("vita_vla+ensemble", checkpoints, aligner)
-    out = run_evaluation(name, args, "provenance_toy", episodes_per_task=1, protocol=TRAINED, max_steps=2, out=tmp_path / "run")
+    out = run_evaluation(name, args, "provenance_toy", episodes_per_task=1, protocol=TRAINED, max_steps=2, out=tmp_path / "run").run_dir
     record = json.loads((out / "episodes.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok", record["error"]
     expected = policy_provenance(make_policy(name, **args)).to_dict()

@@ -16,7 +16,7 @@ from vitabench.api.protocol import load_protocol
 from vitabench.report import build_report, check_published, compare_runs, success_table
 from vitabench.report.compare import CompareRefused
 from vitabench.report.published import published_tables
-from vitabench.report.runs import ReportError
+from vitabench.report.runs import ReportError, protocols_frame
 from vitabench.stats import wilson_interval
 
 
@@ -84,6 +84,15 @@ def test_different_protocols_are_separate_rows_and_said_so(runs, tmp_path) -> No
     other = write_run(tmp_path / "good_paper", "good", "libero_object", first_k(1), protocol="vita_vla_paper")
     matrix = build_report([runs["good_object"], other]).matrix
     assert len(matrix) == 2 and matrix["protocol"].nunique() == 2
+
+
+def test_protocols_table_shows_each_runs_step_limit_real_robot_included(runs, tmp_path) -> None:
+    """A real-robot run's limit is its protocol's cap (``max_steps.real``), named by its suite."""
+    real = write_run(tmp_path / "real", "zero", "real_five", first_k(1), protocol="real_robot", tasks=(0,),
+                     episodes_per_task=2, robot="franka")
+    frame = protocols_frame([runs["good_object"], runs["good_spatial"], real])
+    steps = {p.split("@")[0]: json.loads(m) for p, m in zip(frame["protocol"], frame["max_steps"])}
+    assert steps == {"standard": {"libero_object": 280, "libero_spatial": 220}, "real_robot": {"real_five": 1200}}
 
 
 def test_same_label_suite_and_protocol_twice_is_disambiguated(runs, tmp_path) -> None:

@@ -196,7 +196,7 @@ def test_parse_tasks_and_video_modes() -> None:
 
 
 def test_env_exception_and_worker_death_are_episode_errors(tmp_path: Path) -> None:
-    out = run_evaluation("zero", {}, "faulty", tasks=[0, 1, 3], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run")
+    out = run_evaluation("zero", {}, "faulty", tasks=[0, 1, 3], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run").run_dir
     records = _records(out)
     assert len(records) == 9 and len(_lines(out)) == 9
     errors = {e: r.error for e, r in records.items() if r.status == "error"}
@@ -213,7 +213,7 @@ def test_env_exception_and_worker_death_are_episode_errors(tmp_path: Path) -> No
 
 def test_hung_worker_times_out_and_is_replaced(tmp_path: Path) -> None:
     start = time.monotonic()
-    out = run_evaluation("zero", {}, "faulty", tasks=[2], episodes_per_task=2, max_steps=5, out=tmp_path / "run", step_timeout=1.0)
+    out = run_evaluation("zero", {}, "faulty", tasks=[2], episodes_per_task=2, max_steps=5, out=tmp_path / "run", step_timeout=1.0).run_dir
     assert time.monotonic() - start < 60
     records = _records(out)
     assert records["faulty/t002/e0000"].status == "error"
@@ -224,7 +224,7 @@ def test_hung_worker_times_out_and_is_replaced(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("policy", "message"), [("nan_test", "non-finite action"), ("shape_test", "actions of shape")])
 def test_bad_policy_actions_are_episode_errors(tmp_path: Path, policy: str, message: str) -> None:
-    out = run_evaluation(policy, {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run")
+    out = run_evaluation(policy, {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, workers=2, out=tmp_path / "run").run_dir
     records = _records(out)
     assert len(records) == 3
     assert all(r.status == "error" and message in r.error and r.steps == 0 for r in records.values())
@@ -247,7 +247,7 @@ CLI = [
 
 def test_policy_exceptions_are_episode_errors(tmp_path: Path) -> None:
     kwargs = dict(tasks=[0], episodes_per_task=4, max_steps=5, workers=2)
-    records = _records(run_evaluation("raising_test", {"where": "reset"}, "faulty", out=tmp_path / "reset", **kwargs))
+    records = _records(run_evaluation("raising_test", {"where": "reset"}, "faulty", out=tmp_path / "reset", **kwargs).run_dir)
     assert len(records) == 4
     for record in records.values():  # a failed reset ends that slot's episode only
         if record.worker["slot"] == 1:
@@ -256,7 +256,7 @@ def test_policy_exceptions_are_episode_errors(tmp_path: Path) -> None:
             assert record.status == "ok"
     assert any(r.status == "ok" for r in records.values())
     # a raising act fails every episode of its batch (here both slots step in lockstep)
-    records = _records(run_evaluation("raising_test", {"where": "act"}, "faulty", out=tmp_path / "act", **kwargs))
+    records = _records(run_evaluation("raising_test", {"where": "act"}, "faulty", out=tmp_path / "act", **kwargs).run_dir)
     assert len(records) == 4
     assert all(r.status == "error" and r.error == "policy act failed: RuntimeError: inference failed" for r in records.values())
 
@@ -298,7 +298,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
 
 def test_chunks_are_executed_and_slots_batched(tmp_path: Path) -> None:
     CountingPolicy.batches.clear()
-    out = run_evaluation("counting_test", {"chunk": 2}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, workers=2, out=tmp_path / "run")
+    out = run_evaluation("counting_test", {"chunk": 2}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, workers=2, out=tmp_path / "run").run_dir
     records = _records(out)
     assert [records[e].steps for e in sorted(records)] == [3, 5]  # init state 0 succeeds at step 3
     # 5 steps with chunks of 2 need 3 calls per episode; the first call serves both slots at once
@@ -310,7 +310,7 @@ def test_chunks_are_executed_and_slots_batched(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_other_policy_protocol_manifest(tmp_path: Path) -> None:
-    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "run")
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "run").run_dir
     before = (out / "episodes.jsonl").read_bytes()
     common = dict(tasks=[0], episodes_per_task=2, max_steps=5, out=out, resume=True)
     cases = [
@@ -341,7 +341,7 @@ def test_resume_refuses_other_policy_protocol_manifest(tmp_path: Path) -> None:
 
 
 def test_resume_retries_errors_and_repairs_torn_line(tmp_path: Path) -> None:
-    out = run_evaluation("zero", {}, "faulty", tasks=[1], episodes_per_task=3, max_steps=5, out=tmp_path / "run")
+    out = run_evaluation("zero", {}, "faulty", tasks=[1], episodes_per_task=3, max_steps=5, out=tmp_path / "run").run_dir
     assert _records(out)["faulty/t001/e0001"].status == "error"
     with open(out / "episodes.jsonl", "ab") as handle:
         handle.write(b'{"episode_id": "faulty/t001/e00')  # what a crash mid-write would leave
@@ -394,7 +394,7 @@ def test_bad_inputs_write_nothing(tmp_path: Path) -> None:
 def test_videos_sample_and_failures(tmp_path: Path) -> None:
     import imageio.v3 as iio
 
-    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, out=tmp_path / "s", video="sample:2")
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=3, max_steps=5, out=tmp_path / "s", video="sample:2").run_dir
     records = _records(out)
     assert records["faulty/t000/e0000"].video == "videos/faulty_t000_e0000__success.mp4"
     assert records["faulty/t000/e0001"].video == "videos/faulty_t000_e0001__failure.mp4"
@@ -404,24 +404,24 @@ def test_videos_sample_and_failures(tmp_path: Path) -> None:
     # reset + 5 steps; the protocol's two cameras side by side at its resolution
     assert frames.shape == (6, 256, 512, 3)
 
-    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "f", video="failures")
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=5, out=tmp_path / "f", video="failures").run_dir
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["faulty_t000_e0001__failure.mp4"]
     assert _records(out)["faulty/t000/e0000"].video is None
 
 
 def test_seed_and_max_steps_derive_a_protocol(tmp_path: Path) -> None:
-    out = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=3, out=tmp_path / "run")
+    out = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=3, out=tmp_path / "run").run_dir
     records = _records(out)
     assert {r.seed for r in records.values()} == {3}  # the standard protocol gives every episode its seed
     assert {r.protocol["name"] for r in records.values()} == {"standard+seed=3+max_steps=4"}
     assert all(r.steps == 4 or r.success for r in records.values())
-    other = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=4, out=tmp_path / "other")
+    other = run_evaluation("random", {}, "faulty", tasks=[0], episodes_per_task=2, max_steps=4, seed=4, out=tmp_path / "other").run_dir
     # another seed: other random actions, so other trajectories
     assert {e: r.extra["state_digest"] for e, r in _records(other).items()} != {e: r.extra["state_digest"] for e, r in records.items()}
 
 
 def test_domain_derives_a_protocol_stamped_on_records(tmp_path: Path) -> None:
-    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=1, max_steps=4, domain="seen/warm_light", out=tmp_path / "run")
+    out = run_evaluation("zero", {}, "faulty", tasks=[0], episodes_per_task=1, max_steps=4, domain="seen/warm_light", out=tmp_path / "run").run_dir
     (record,) = _records(out).values()
     assert record.domain == "seen/warm_light@1"
     assert record.protocol["name"] == "standard+domain=seen/warm_light@1+max_steps=4"

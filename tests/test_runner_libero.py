@@ -103,7 +103,7 @@ def test_sigkill_then_resume_matches_uninterrupted(reference: Path, tmp_path: Pa
 
 
 def test_two_workers_give_the_same_outcomes(reference: Path, tmp_path: Path) -> None:
-    out = run_evaluation("random", {}, "libero_object", tasks=[0], episodes_per_task=4, max_steps=20, workers=2, out=tmp_path / "run")
+    out = run_evaluation("random", {}, "libero_object", tasks=[0], episodes_per_task=4, max_steps=20, workers=2, out=tmp_path / "run").run_dir
     assert outcomes(out) == outcomes(reference)
     assert len({r.worker["pid"] for r in RunStore(out).records()}) == 2
 

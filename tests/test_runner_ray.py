@@ -115,7 +115,7 @@ def vitabench(args: list[str], env: dict[str, str], timeout: float = 300) -> sub
 
 
 def test_ray_gives_the_records_of_local_workers(ray_env: dict[str, str], tmp_path: Path) -> None:
-    local = run_evaluation("random", {}, "libero_object", tasks=[0], episodes_per_task=3, max_steps=5, workers=1, out=tmp_path / "local")
+    local = run_evaluation("random", {}, "libero_object", tasks=[0], episodes_per_task=3, max_steps=5, workers=1, out=tmp_path / "local").run_dir
     out = tmp_path / "ray"
     done = vitabench([*RUN, "--executor", "ray", "--workers", "2", "--episodes-per-task", "3", "--max-steps", "5", "--out", str(out)], ray_env)
     assert done.returncode == 0, done.stderr

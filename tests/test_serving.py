@@ -380,7 +380,7 @@ def vitabench_run(out: Path, policy: str, *args: str, workers: int = 1, max_step
 def in_process_run(out: Path, policy: str, max_steps: int) -> list[dict]:
     """The same episodes as :func:`vitabench_run` through the runner's Python API in this process
     (real env worker, no CLI start-up); its records by episode."""
-    return records_of(run_evaluation(policy, {}, "libero_object", tasks=[0], episodes_per_task=2, max_steps=max_steps, out=out))
+    return records_of(run_evaluation(policy, {}, "libero_object", tasks=[0], episodes_per_task=2, max_steps=max_steps, out=out).run_dir)
 
 
 @pytest.mark.parametrize(
@@ -417,7 +417,7 @@ def test_a_dying_server_gives_error_episodes_and_the_run_goes_on(tmp_path):
     proc, url = start(BOOT_CLI, "serve", "--policy", "dying", "--port", "0")
     try:
         out = run_evaluation("remote", {"url": url}, "serving_still", tasks=[0], episodes_per_task=2, max_steps=5,
-                             out=tmp_path / "run")
+                             out=tmp_path / "run").run_dir
         records = records_of(out)
     finally:
         stop(proc)

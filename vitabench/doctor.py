@@ -13,12 +13,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from vitabench.api.protocol import Protocol
+from vitabench.api.suite import step_limit
+from vitabench.provenance import installed_versions
 
 #: LIBERO init states hold objects a few cm above their supports; they drop during the settle
 #: steps. A scene is settled when, after them, no object slid sideways more than this ...
@@ -89,17 +90,6 @@ def check_rendering(timeout_s: float = 120.0) -> CheckResult:
     if float(std) < 1.0:
         return CheckResult("rendering", False, f"MUJOCO_GL={backend} rendered a blank {shape} image")
     return CheckResult("rendering", True, f"MUJOCO_GL={backend} rendered a {shape} image (pixel std {float(std):.1f})")
-
-
-def installed_versions(names: Iterable[str]) -> dict[str, str | None]:
-    """Installed distribution versions (None when absent)."""
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def check_versions(protocol: Protocol) -> CheckResult:
@@ -381,7 +371,7 @@ def profile_steps(
     return StepProfile(
         suite=suite_name,
         protocol=protocol.name,
-        max_steps=protocol.steps_for(task.suite),
+        max_steps=step_limit(protocol, task),
         gl=gl,
         physics_ms=statistics.median(physics) * 1000.0,
         reset_ms=min(reset_times) * 1000.0 - reset_frame_ms,

@@ -225,8 +225,7 @@ def served_protocol(policy: Policy, protocol: Protocol | None = None) -> Protoco
     the policy's checkpoint was trained under (its ``provenance``, which wrappers forward), else
     :data:`DEFAULT_PROTOCOL`. A checkpoint refuses a protocol that observes otherwise, as in
     ``vitabench run``."""
-    from vitabench.api.protocol import load_protocol
-    from vitabench.runner.evaluation import check_trained_protocol, trained_protocol_fields
+    from vitabench.api.protocol import check_trained_protocol, load_protocol, trained_protocol_fields
 
     trained = policy_provenance(policy).trained_protocol
     if protocol is None:

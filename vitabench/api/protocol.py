@@ -29,7 +29,7 @@ FIXTURE_RULES: dict[str, str] = {
 #: The rule of every protocol written before fixture rules existed; omitted from ``to_dict``.
 LEGACY_FIXTURE_RULE = "first_draw"
 #: The fields that shape what a policy observes (a checkpoint is tied to these, see
-#: ``vitabench.runner.evaluation.check_trained_protocol``); the others choose which episodes run.
+#: ``check_trained_protocol``); the others choose which episodes run.
 OBSERVATION_FIELDS: tuple[str, ...] = (
     "cameras", "resolution", "image_orientation", "settle_steps", "settle_action", "control_freq", "simulator", "domain",
     "domains",
@@ -330,3 +330,46 @@ def load_protocol(name_or_path: str) -> Protocol:
         versions = sorted({current.version, *(p.version for p in superseded_presets() if p.name == name)})
         raise ProtocolError(f"unknown protocol version {name_or_path!r}; versions of {name}: {', '.join(versions)}")
     return Protocol.from_file(earlier)
+
+
+def trained_protocol_fields(trained: Mapping[str, Any]) -> Protocol | None:
+    """The full protocol a checkpoint names as trained under: the fields it records, else the preset
+    (current or superseded) of that name, version and hash; ``None`` when neither is known."""
+    if trained.get("fields"):
+        return Protocol.from_dict(trained["fields"], source=f"trained protocol {trained.get('ref')}")
+    return find_protocol(str(trained.get("name")), str(trained.get("version")), str(trained.get("hash")))
+
+
+def check_trained_protocol(trained: Mapping[str, Any] | None, protocol: Protocol) -> None:
+    """Refuse, in one line naming the difference, to evaluate a checkpoint under a protocol whose
+    observations differ from those it was trained on.
+
+    Compared: :data:`~vitabench.api.protocol.OBSERVATION_FIELDS` (cameras, resolution, orientation,
+    settle steps and action, control frequency, simulator, domain); not which episodes run (seed,
+    fixture rule, init states, episodes per task, step limits, success rule), so ``--max-steps``,
+    ``--seed`` and ``--init-states`` stay accepted, and so does a newer version of the trained
+    preset that changed only those. A domain or domain set added with ``--domain`` is a deliberate
+    visual shift and accepted. When the trained protocol's fields are unknown (neither recorded nor a preset),
+    only that protocol and protocols derived from it are accepted.
+    """
+    if not trained or trained.get("hash") == protocol.hash:
+        return
+    ref = trained.get("ref") or f"{trained.get('name')}@{trained.get('version')}"
+    known = trained_protocol_fields(trained)
+    if known is None:
+        base_name = protocol.name.split("+", 1)[0]
+        if protocol.derived_from is not None and base_name == trained.get("name") and protocol.version == str(trained.get("version")):
+            return
+        raise VitabenchError(
+            f"the checkpoint was trained under protocol {ref}, not {protocol.ref}, and that protocol's fields are not known; "
+            f"run it with --protocol {trained.get('name')} (overrides such as --max-steps are fine)"
+        )
+    differences = known.observation_differences(protocol)
+    if "+domain=" in protocol.name:
+        differences = [d for d in differences if d.split(" ", 1)[0] not in ("domain", "domains")]
+    if differences:
+        raise VitabenchError(
+            f"the checkpoint was trained under protocol {ref}, whose observations differ from {protocol.ref}: "
+            f"{'; '.join(differences)}; run it with --protocol {known.name}@{known.version} or one that observes the same "
+            "(--max-steps, --seed, --init-states, --domain are fine)"
+        )

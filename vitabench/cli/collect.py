@@ -31,7 +31,7 @@ def collect(
 
     from vitabench.cli.policy_options import parse_policy_args
     from vitabench.cli.run import parse_tasks
-    from vitabench.runner.evaluation import resolve_protocol
+    from vitabench.runner.plan import resolve_protocol
     from vitabench.training.collect import collect as run_collect
 
     console = Console(stderr=True)

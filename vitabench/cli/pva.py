@@ -177,7 +177,7 @@ def evaluate(
     from vitabench.cli.run import parse_tasks
     from vitabench.envs.domains import resolve_domain
     from vitabench.report.transfer import render_transfer, transfer_table
-    from vitabench.runner import run_evaluation
+    from vitabench.runner import print_summary, run_evaluation
 
     inner_args = parse_policy_args(policy_arg, None)
     variants = [("plain", policy, inner_args)]
@@ -190,10 +190,10 @@ def evaluate(
         for variant, policy_name, args in variants:
             run_dir = out / variant / f"{domain.set}_{domain.name}"
             _log(f"{variant} in {domain.ref} -> {run_dir}")
-            run_evaluation(
+            print_summary(run_evaluation(
                 policy_name, args, suite, tasks=parse_tasks(tasks), episodes_per_task=episodes_per_task,
                 protocol=base.with_domain(domain), max_steps=max_steps, workers=workers, out=run_dir, resume=True,
-            )
+            ))
             run_dirs.append(run_dir)
     typer.echo(render_transfer(transfer_table(run_dirs)))
 

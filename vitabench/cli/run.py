@@ -66,7 +66,7 @@ def run(
     suite: Optional[str] = typer.Option(None, "--suite", help="Suite name (vitabench list suites)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Task ids, e.g. 0,3 or 0-4 (default: all)."),
     episodes_per_task: Optional[int] = typer.Option(None, "--episodes-per-task", help="Default: the protocol's."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="Protocol preset name or .toml/.json file [default: standard]."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Protocol preset name or .toml/.json file [default: standard; real_robot for a real-robot suite]."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override every step limit (derived protocol)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the protocol's base seed (derived protocol)."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Visual domain NAME or SET/NAME, or a SET run whole in one manifest (vitabench list domains; derived protocol)."),
@@ -86,13 +86,13 @@ def run(
 ) -> None:
     """Evaluate POLICY on SUITE; records go to OUT/episodes.jsonl as each episode ends.
 
-    ``--resume --out DIR`` alone continues DIR with the policy, suite, tasks, episodes and
-    protocol stored in DIR/run.json; any of them given explicitly must match it.
+    ``--resume --out DIR`` alone continues DIR with the policy, suite, tasks, episodes, protocol
+    and robot stored in DIR/run.json; any of them given explicitly must match it.
     """
     from vitabench.cli.policy_options import parse_policy_args
-    from vitabench.runner import errored_records, run_evaluation
     from vitabench.robots.driver import parse_robot_args
-    from vitabench.runner.evaluation import stored_arguments
+    from vitabench.runner import errored_records, print_summary, run_evaluation
+    from vitabench.runner.resume import stored_arguments
 
     if resume and out is None:
         raise CliError("--resume needs --out DIR (the run directory to continue)")
@@ -104,18 +104,20 @@ def run(
     args = parse_policy_args(policy_arg, policy_config) if policy is not None or policy_arg or policy_config else stored["policy_args"]
     task_ids = parse_tasks(tasks) if tasks is not None else stored.get("tasks")
     own_protocol = protocol is not None or max_steps is not None or seed is not None or domain is not None or init_states is not None
+    robot = robot or stored.get("robot")
+    robot_args = parse_robot_args(robot_arg) if robot_arg else stored.get("robot_args")
     if out is None:
         out = Path("runs") / f"{policy}-{suite}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     ray_executor = _ray_executor(executor, workers, ray_address, ray_worker_cpus)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        run_dir = run_evaluation(
+        result = run_evaluation(
             policy or stored["policy_name"],
             args,
             suite or stored["suite"],
             tasks=task_ids,
             episodes_per_task=episodes_per_task if episodes_per_task is not None else stored.get("episodes_per_task"),
-            protocol=(protocol or ("real_robot" if robot else "standard")) if own_protocol or not stored else stored["protocol"],
+            protocol=stored["protocol"] if stored and not own_protocol else protocol,
             max_steps=max_steps,
             seed=seed,
             domain=domain,
@@ -129,13 +131,15 @@ def run(
             step_timeout=step_timeout,
             argv=sys.argv,
             robot=robot,
-            robot_args=parse_robot_args(robot_arg),
+            robot_args=robot_args,
             executor=ray_executor,
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
         if ray_executor is not None:
             ray_executor.shutdown()
+    print_summary(result)
+    run_dir = result.run_dir
     errors = errored_records(run_dir)
     if errors:
         raise CliError(

@@ -32,7 +32,7 @@ import numpy as np
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import ACTION_DIM, STATE_KEYS, STATE_SIZES
 from vitabench.api.protocol import Protocol
-from vitabench.api.suite import Task
+from vitabench.api.suite import Task, step_limit
 from vitabench.envs.rendering import ensure_gl_backend, rendering_error
 from vitabench.geometry import quat_to_axis_angle
 
@@ -92,7 +92,7 @@ class LiberoEnv(gym.Env):
         self.resolution = resolution or protocol.resolution
         self.state_keys = tuple(state_keys)
         self.privileged = privileged
-        self.max_steps = max_steps or protocol.steps_for(task.suite)
+        self.max_steps = max_steps or step_limit(protocol, task)
         self.render_mode = render_mode
         self._init_states: np.ndarray | None = None
         self._rendered: frozenset[str] = frozenset()  # cameras rendered when robosuite samples them

@@ -9,9 +9,7 @@ two-sided exact McNemar p-value over the episodes both ran to the end (same ``ep
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -130,7 +128,7 @@ def _is_complete(run_dir: Path) -> bool:
 def _check_reusable(info: RunInfo, variant: Variant, spec: AblationSpec) -> None:
     """A complete run found under OUT must be the one the spec asks for."""
     from vitabench.plugins import POLICIES
-    from vitabench.runner.evaluation import resolve_protocol
+    from vitabench.runner.plan import resolve_protocol
 
     wanted_protocol = resolve_protocol(spec.protocol, seed=None, max_steps=spec.max_steps)
     problems = []
@@ -147,18 +145,21 @@ def _check_reusable(info: RunInfo, variant: Variant, spec: AblationSpec) -> None
 def evaluate_variant(variant: Variant, suite: str, spec: AblationSpec, run_dir: Path) -> Path:
     """The one place the reporter runs a policy: through the runner's Python API (resumes a partial run).
 
-    The runner's end-of-run summary goes to stderr, so stdout carries only the ablation table.
+    The run's summary table goes to stderr, so stdout carries only the ablation table.
     """
-    from vitabench.runner import run_evaluation
+    from rich.console import Console
 
-    with contextlib.redirect_stdout(sys.stderr):
-        return run_evaluation(
+    from vitabench.runner import print_summary, run_evaluation
+
+    result = run_evaluation(
         str(variant.policy), dict(variant.args), suite,
-            tasks=list(spec.tasks) if spec.tasks is not None else None,
-            episodes_per_task=spec.episodes_per_task, protocol=spec.protocol, max_steps=spec.max_steps,
-            workers=spec.workers, out=run_dir, resume=RunStore(run_dir).exists(), quiet=True, label=variant.name,
-            argv=["vitabench", "ablate", spec.source],
-        )
+        tasks=list(spec.tasks) if spec.tasks is not None else None,
+        episodes_per_task=spec.episodes_per_task, protocol=spec.protocol, max_steps=spec.max_steps,
+        workers=spec.workers, out=run_dir, resume=RunStore(run_dir).exists(), quiet=True, label=variant.name,
+        argv=["vitabench", "ablate", spec.source],
+    )
+    print_summary(result, Console(stderr=True))
+    return result.run_dir
 
 
 def ensure_runs(

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from vitabench.api.errors import VitabenchError
+from vitabench.api.suite import REAL_ROBOT_STEPS_KEY
 from vitabench.runner.store import RunStore, records_frame
 
 #: Canonical column order of the LIBERO suites; other suites follow alphabetically.
@@ -42,6 +43,14 @@ class RunInfo:
     protocol: str
     protocol_config: Mapping[str, Any]
     manifest_hash: str
+    robot: str | None = None  # the real robot of a real-robot run
+
+    @property
+    def max_steps(self) -> int | None:
+        """The protocol's step limit for this run's suite (a real-robot run: the protocol's cap,
+        its ``real`` entry; each task may end sooner); ``None`` when the protocol has none."""
+        limits = self.protocol_config.get("max_steps") or {}
+        return limits.get(REAL_ROBOT_STEPS_KEY if self.robot else self.suite)
 
 
 def default_label(config: Mapping[str, Any]) -> str:
@@ -75,6 +84,7 @@ def run_info(run_dir: str | Path) -> RunInfo:
         ),
         protocol_config=protocol,
         manifest_hash=str(config.get("manifest_hash", "")),
+        robot=(config.get("robot") or {}).get("name"),
     )
 
 
@@ -172,9 +182,8 @@ def protocols_frame(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
                 "runs": [],
             },
         )
-        steps = (config.get("max_steps") or {}).get(info.suite)
-        if steps is not None:
-            row["max_steps"][info.suite] = steps
+        if info.max_steps is not None:
+            row["max_steps"][info.suite] = info.max_steps
         row["runs"].append(info.path)
     frame = pd.DataFrame(list(rows.values()))
     frame["max_steps"] = frame["max_steps"].map(lambda m: json.dumps(m, sort_keys=True))

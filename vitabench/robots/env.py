@@ -10,7 +10,8 @@ host=...``, one worker). Each episode:
    joint targets with ``action_mode=joint``) passes the safety checks and goes out at the task's
    control rate (the loop sleeps to the next tick; late ticks are counted as overruns).
 3. The episode ends at the step limit (the smaller of the task's ``max_steps`` and the protocol's
-   limit for the suite, so ``--max-steps`` can shorten but never lengthen a task), when the
+   limit for the suite, so ``--max-steps`` can shorten but never lengthen a task; the runner passes
+   it, :func:`~vitabench.api.suite.step_limit`), when the
    operator says done, or at an e-stop; the operator then labels it. The last step's ``info``
    carries ``success`` and the ``extra.*`` fields the runner copies into the record's ``extra``.
 
@@ -36,7 +37,7 @@ import numpy as np
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import ACTION_DIM, STATE_KEYS, STATE_SIZES
 from vitabench.api.protocol import Protocol
-from vitabench.api.suite import Task
+from vitabench.api.suite import REAL_ROBOT_STEPS_KEY, Task, step_limit
 from vitabench.robots.cameras import Camera, open_camera
 from vitabench.geometry import quat_to_axis_angle
 from vitabench.robots.driver import RobotDriver, RobotState, make_driver
@@ -118,8 +119,7 @@ class RobotEnv(gym.Env):
         self.resolution = resolution or protocol.resolution
         self.state_keys = tuple(state_keys)
         self.control_hz = float(task.source.get("control_hz", protocol.control_freq))
-        limits = [n for n in (max_steps, task.source.get("max_steps")) if n]
-        self.max_steps = int(min(limits)) if limits else protocol.steps_for(task.suite)
+        self.max_steps = max_steps or step_limit(protocol, task, REAL_ROBOT_STEPS_KEY)
         self.action_mode = str(env_args.get("action_mode", "ee_delta"))
         if self.action_mode not in ACTION_MODES:
             raise VitabenchError(f"--robot-arg action_mode={self.action_mode!r}; accepted: {', '.join(ACTION_MODES)}")

@@ -50,9 +50,9 @@ class RunPlan:
     video: VideoMode = VideoMode("none")
     env_kwargs: tuple[tuple[str, Any], ...] = ()
 
-    @property
-    def max_steps(self) -> int:
-        return self.protocol.steps_for(self.suite.steps_key)
+    def step_limit(self, episode: Episode) -> int:
+        """The step limit of ``episode`` (:meth:`Suite.step_limit`)."""
+        return self.suite.step_limit(self.protocol, episode.task_id)
 
     def env_config(self, episode: Episode) -> EnvConfig:
         """The environment of ``episode``: the policy's cameras, or the protocol's for a video only;
@@ -68,7 +68,7 @@ class RunPlan:
             resolution=self.spec.resolution or self.protocol.resolution,
             state_keys=tuple(dict.fromkeys((*self.spec.state_keys, *DIGEST_STATE_KEYS))),
             privileged=self.spec.privileged,
-            max_steps=self.max_steps,
+            max_steps=self.step_limit(episode),
             env_kwargs=self.env_kwargs,
         )
 
@@ -113,6 +113,7 @@ class _Running:
     episode: Episode
     started: float
     deadline: float
+    step_limit: int
     awaiting: str | None = None  # "reset" | "step" while a reply is due
     limit: float = 0.0  # seconds the due reply may take
     obs: Any = None
@@ -219,7 +220,7 @@ class LockstepLoop:
         while pending:
             episode = pending.popleft()
             now = time.monotonic()
-            run = _Running(episode, started=now, deadline=now)
+            run = _Running(episode, started=now, deadline=now, step_limit=self.plan.step_limit(episode))
             run.video = self.video is not None and self.plan.video.wanted(episode)
             run.strip_images = not self.plan.spec.cameras
             self.running[slot] = run
@@ -240,10 +241,10 @@ class LockstepLoop:
         if not self.lazy_rendering:
             self._send(slot, ("step", run.actions.popleft()), "step", self.plan.step_timeout)
             return
-        count = min(len(run.actions), self.plan.max_steps - run.steps)
+        count = min(len(run.actions), run.step_limit - run.steps)
         actions = np.stack([run.actions.popleft() for _ in range(count)])
         run.actions.clear()
-        observe = run.steps + count < self.plan.max_steps
+        observe = run.steps + count < run.step_limit
         self._send(slot, ("chunk", actions, observe, run.video_cameras), "step", self.plan.step_timeout * count)
 
     def _send(self, slot: int, message: tuple, awaiting: str, timeout: float) -> bool:
@@ -336,7 +337,7 @@ class LockstepLoop:
         run.steps += steps
         self._record_frames(run, frames)
         run.extra.update({k.removeprefix("extra."): v for k, v in info.items() if k.startswith("extra.")})
-        if terminated or truncated or run.steps >= self.plan.max_steps:
+        if terminated or truncated or run.steps >= run.step_limit:
             self._finish(slot, success=bool(info.get("success", False)))
         elif obs is not None:
             self._observe(run, obs)

@@ -7,13 +7,16 @@ failures) and shown in their own column, so a rate never hides them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from rich.console import Console
 from rich.table import Table
 
 from vitabench.api.episode import EpisodeRecord
 from vitabench.stats import wilson_interval
+
+if TYPE_CHECKING:
+    from vitabench.runner.evaluation import RunResult
 
 
 @dataclass(frozen=True)
@@ -81,5 +84,6 @@ def summary_table(tasks: list[Tally], overall: Tally, title: str) -> Table:
     return table
 
 
-def print_summary(tasks: list[Tally], overall: Tally, title: str, console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(tasks, overall, title))
+def print_summary(result: RunResult, console: Console | None = None) -> None:
+    """Print a run's summary table (to stdout unless ``console`` says otherwise)."""
+    (console or Console()).print(summary_table(list(result.tasks), result.overall, result.title))

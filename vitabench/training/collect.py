@@ -20,7 +20,7 @@ import numpy as np
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import STATE_KEYS, check_actions
-from vitabench.api.protocol import Protocol
+from vitabench.api.protocol import Protocol, check_trained_protocol
 from vitabench.training.data import Demo, DemoWriter
 
 
@@ -226,7 +226,6 @@ def _learner(checkpoint: str, ensemble: float | None, protocol: Protocol) -> Any
     it), with temporal ensembling ``ensemble`` (``None``: its raw chunks)."""
     from vitabench.models.checkpoint import resolve_checkpoint
     from vitabench.plugins import make_policy
-    from vitabench.runner.evaluation import check_trained_protocol
 
     policy = make_policy("teacher", checkpoint=checkpoint, ensemble="none" if ensemble is None else ensemble)
     check_trained_protocol(resolve_checkpoint(checkpoint, "teacher").protocol, protocol)

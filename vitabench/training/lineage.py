@@ -54,7 +54,7 @@ def write_lineage(
     backbone: str | None = None,
 ) -> dict[str, Any]:
     """Write ``lineage.json``; returns what was written."""
-    from vitabench.runner.evaluation import git_commit
+    from vitabench.provenance import git_commit
 
     record = {
         "kind": kind,
