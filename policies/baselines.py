@@ -47,6 +47,9 @@ class RandomPolicy(BasePolicy):
     def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
         self._rngs[slot] = np.random.default_rng(0 if seed is None else seed)
 
+    def release(self, slot: int) -> None:
+        self._rngs.pop(slot, None)
+
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         shape = (self.spec.chunk, ACTION_DIM)
         actions = [self._rng(slot).uniform(-1.0, 1.0, size=shape) for slot in batch_slots(observations, slots)]

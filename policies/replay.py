@@ -52,6 +52,9 @@ class ReplayPolicy(BasePolicy):
             )
         self._positions[slot] = 0
 
+    def release(self, slot: int) -> None:
+        self._positions.pop(slot, None)
+
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         chunk = self.spec.chunk
         out = np.empty((len(observations), chunk, ACTION_DIM), dtype=np.float32)

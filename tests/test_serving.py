@@ -30,7 +30,8 @@ TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the 
 # Runs the real CLI in a subprocess, with the test-only `echo` policy registered first.
 BOOT_CLI = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.plugins import POLICIES; "
-    "POLICIES.register('echo', 'test_serving:EchoPolicy'); POLICIES.register('dying', 'test_serving:DyingPolicy'); from vitabench.cli import main; main()"
+    "POLICIES.register('echo', 'test_serving:EchoPolicy'); POLICIES.register('dying', 'test_serving:DyingPolicy'); "
+    "POLICIES.register('slots', 'test_serving:SlotsPolicy'); from vitabench.cli import main; main()"
 )
 BOOT_OPENPI = "import sys; sys.path.insert(0, sys.argv[1]); import test_serving; test_serving.run_openpi_like_server()"
 
@@ -78,6 +79,25 @@ class DyingPolicy(BasePolicy):
         if self.acts > self.die_after:
             os._exit(3)
         return np.zeros((len(observations), 1, 7), np.float32)
+
+
+class SlotsPolicy(BasePolicy):
+    """Zero actions whose first value is how many slots the policy holds state for."""
+
+    def __init__(self) -> None:
+        self.spec = PolicySpec(state_keys=())
+        self.held: dict[int, int] = {}
+
+    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
+        self.held[slot] = 0
+
+    def release(self, slot: int) -> None:
+        self.held.pop(slot, None)
+
+    def act(self, observations, slots=None):
+        out = np.zeros((len(observations), 1, 7), np.float32)
+        out[:, 0, 0] = len(self.held)
+        return out
 
 
 def observation(value: int = 10, ee_x: float = 0.25, instruction: str = "put the bowl on the plate") -> dict:
@@ -346,6 +366,24 @@ def test_busy_port_is_one_clear_error_line():
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
     assert "address already in use" in lines[0].lower() and "--port" in lines[0]
+
+
+def test_a_closed_connections_slots_are_released():
+    """Slot state lives as long as its connection: a client that leaves frees it for good."""
+    proc, url = start(BOOT_CLI, "serve", "--policy", "slots", "--port", "0")
+    try:
+        first = WebsocketClientPolicy(host=url)
+        assert first.infer({"instruction": "a"})["actions"][0, 0] == 1  # slot 0 of this client, reset implicitly
+        first._ws.close()
+        second = WebsocketClientPolicy(host=url)
+        held = second.infer({"instruction": "b"})["actions"][0, 0]
+        deadline = time.monotonic() + 10
+        while held != 1 and time.monotonic() < deadline:  # the server frees a closed connection's slots as it notices
+            time.sleep(0.05)
+            held = second.infer({"instruction": "b"})["actions"][0, 0]
+        assert held == 1
+    finally:
+        stop(proc)
 
 
 def test_health_check_answers_like_openpi(echo_server):

@@ -31,6 +31,9 @@ class CountingPolicy(BasePolicy):
         self.calls[slot] = 0
         self.resets.append((slot, seed))
 
+    def release(self, slot: int) -> None:
+        self.calls.pop(slot, None)
+
     def act(self, observations, slots=None):
         slots = list(range(len(observations))) if slots is None else list(slots)
         self.seen.append([dict(o) for o in observations])
@@ -197,3 +200,17 @@ def test_every_wrapper_forwards_the_inner_provenance():
     inner.provenance = {"checkpoint_hash": "abc"}
     with pytest.raises(TypeError, match="CountingPolicy.provenance is a dict; accepted: a vitabench.api.Provenance"):
         policy_provenance(History(inner, 2))
+
+
+def test_release_forgets_a_slot_in_every_layer():
+    """``release(slot)`` (the server's call for a closed connection) drops the slot's state in each
+    wrapper and in the inner policy; other slots keep theirs."""
+    inner = CountingPolicy(chunk=3)
+    policy = wrap_policy(inner, history=2, ensemble=0.01)
+    for slot in (0, 1):
+        policy.reset(TASK, slot=slot)
+        run_steps(policy, 2, slot=slot)
+    policy.release(0)
+    assert set(inner.calls) == {1}
+    assert set(policy._pending) == {1} and set(policy.inner._frames) == {1}
+

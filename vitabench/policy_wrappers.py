@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, batch_slots, check_actions, policy_provenance
+from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, batch_slots, check_actions, policy_provenance, release_slot
 from vitabench.api.suite import Task
 
 
@@ -46,6 +46,11 @@ class PolicyWrapper(BasePolicy):
 
     def clear_slot(self, slot: int) -> None:
         """Forget what this wrapper kept for ``slot``."""
+
+    def release(self, slot: int) -> None:
+        """Forget ``slot`` here and in the inner policy."""
+        self.clear_slot(slot)
+        release_slot(self.inner, slot)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

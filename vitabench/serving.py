@@ -30,7 +30,8 @@ Wire format (msgpack with numpy arrays, ``openpi_client.msgpack_numpy``):
   layer itself (close code 1009), so the server never buffers more than that.
 
 Slots are per connection: two clients may both use slot 0, the server maps each
-``(connection, slot)`` to its own slot of the policy. Calls into the policy are serialised.
+``(connection, slot)`` to its own slot of the policy, and releases those slots' policy state
+(``release(slot)``) when the connection closes. Calls into the policy are serialised.
 ``GET /healthz`` answers 200 like openpi's server.
 """
 
@@ -47,7 +48,7 @@ from typing import Any, Callable, Mapping, Sequence, get_args
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import STATE_SIZES, Policy, PolicySpec, check_actions, policy_provenance
+from vitabench.api.policy import STATE_SIZES, Policy, PolicySpec, check_actions, policy_provenance, release_slot
 from vitabench.api.protocol import ImageOrientation, Protocol
 from vitabench.api.suite import Task
 
@@ -353,6 +354,14 @@ class PolicyServer:
                     await connection.send(f"error: the policy raised {type(exc).__name__}: {exc}")
         except ConnectionClosed:
             pass
+        finally:
+            await asyncio.to_thread(self._release, client)
+
+    def _release(self, client: _ClientState) -> None:
+        """Forget the policy state of a closed connection's slots (their episodes cannot continue)."""
+        with self._policy_lock:
+            for slot in client.server_slots():
+                release_slot(self.policy, slot)
 
     def _answer(self, message: str | bytes, client: _ClientState) -> dict[str, Any]:
         from openpi_client import msgpack_numpy
@@ -444,6 +453,10 @@ class _ClientState:
         if client_slot not in self._slots:
             self._slots[client_slot] = next(self._slot_ids)
         return self._slots[client_slot]
+
+    def server_slots(self) -> list[int]:
+        """The server-wide slots this connection has used."""
+        return list(self._slots.values())
 
 
 def _health_check(connection: Any, request: Any) -> Any:

@@ -15,6 +15,7 @@ from vitabench.api.policy import (
     batch_slots,
     check_actions,
     policy_provenance,
+    release_slot,
 )
 from vitabench.api.protocol import Protocol, ProtocolError, load_protocol, preset_names
 from vitabench.api.registry import Registry, RegistryEntry, RegistryError
@@ -47,5 +48,6 @@ __all__ = [
     "episode_seed",
     "load_protocol",
     "policy_provenance",
+    "release_slot",
     "preset_names",
 ]

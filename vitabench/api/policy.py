@@ -123,7 +123,9 @@ def lineage_summary(lineage: Mapping[str, Any]) -> dict[str, Any]:
 class Policy(Protocol):
     """A batched policy. ``slots`` name the environment slots of a batch (default 0..B-1).
 
-    Optional: ``provenance`` (:class:`Provenance`), ``close()``.
+    Optional: ``provenance`` (:class:`Provenance`), ``close()``, and ``release(slot)``, which
+    forgets what is kept for a slot whose episode will not continue (the policy server calls it
+    for the slots of a closed connection; see :func:`release_slot`).
     """
 
     spec: PolicySpec
@@ -165,6 +167,13 @@ def batch_slots(observations: Sequence[Observation], slots: Sequence[int] | None
     return slots
 
 
+def release_slot(policy: Any, slot: int) -> None:
+    """Call ``policy.release(slot)`` when the policy has one (it is optional)."""
+    release = getattr(policy, "release", None)
+    if release is not None:
+        release(slot)
+
+
 class BasePolicy:
     """Convenience base: stateless reset, no provenance, and a single-observation call for plain gym loops."""
 
@@ -178,6 +187,10 @@ class BasePolicy:
 
     def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
         del task, slot, seed
+
+    def release(self, slot: int) -> None:
+        """Forget what is kept for ``slot``; a policy with per-slot state overrides this."""
+        del slot
 
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         raise NotImplementedError

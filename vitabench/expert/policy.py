@@ -44,6 +44,9 @@ class ScriptedPolicy(BasePolicy):
             raise VitabenchError(f"task {task.name!r} of {task.suite} has no BDDL goal; scripted needs a LIBERO task")
         self._episodes[slot] = _Episode(make_skills(parse_goal(bddl_file)))
 
+    def release(self, slot: int) -> None:
+        self._episodes.pop(slot, None)
+
     def act(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> np.ndarray:
         actions = np.zeros((len(observations), 1, ACTION_DIM), dtype=np.float32)
         for row, (observation, slot) in enumerate(zip(observations, batch_slots(observations, slots))):

@@ -85,6 +85,9 @@ class ModelPolicy(BasePolicy):
         del task, seed
         self._frames[slot] = deque(maxlen=self.spec.history)
 
+    def release(self, slot: int) -> None:
+        self._frames.pop(slot, None)
+
     def observe(self, observations: Sequence[Observation], slots: Sequence[int] | None = None) -> list[list[Frame]]:
         """Append each observation to its slot's history without predicting; returns the histories."""
         histories = []
