@@ -126,6 +126,43 @@ def test_ray_gives_the_records_of_local_workers(ray_env: dict[str, str], tmp_pat
     assert "--executor" in RunStore(out).config()["sessions"][0]["argv"]
 
 
+#: A driver that starts its own Ray instance (as ``vitabench run --executor ray`` does) and two env
+#: actors, prints ``ready`` and the actors' pids, then waits to be killed.
+KILLED_DRIVER = """
+import time
+import ray
+from vitabench.runner.ray_executor import RayExecutor, _actor_class
+executor = RayExecutor(2)
+executor.connect()
+actors = [_actor_class().options(**executor.actor_options()).remote() for _ in range(2)]
+print("ready", *[pid for pid, _ in ray.get([actor.where.remote() for actor in actors])], flush=True)
+time.sleep(600)
+"""
+
+
+def test_ray_processes_die_within_seconds_of_a_sigkilled_driver(ray_env: dict[str, str]) -> None:
+    """The reaper of the driver's private Ray instance kills its daemons and actor workers as soon
+    as the driver is gone (Ray alone needs 30-90 s to notice)."""
+    tmpdir = ray_env["RAY_TMPDIR"]
+    driver = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER], env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = driver.stdout.readline().split()
+        assert line[:1] == ["ready"], driver.stderr.read()
+        actors = [int(pid) for pid in line[1:]]
+        assert len(actors) == 2 and set(actors) <= set(ray_processes(tmpdir))
+        assert sorted(ray_daemons(tmpdir).values()) == ["gcs_server", "raylet"]
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 5
+        while ray_processes(tmpdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray_processes(tmpdir) == []
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
 #: ``vitabench`` knowing the fault-injecting suite of ``test_runner.py`` (the actors import it through PYTHONPATH).
 FAULTY_CLI = [
     sys.executable,

@@ -21,9 +21,9 @@ On one machine::
     vitabench run --executor ray --workers 4 --policy random --suite libero_object
 
 starts a private Ray instance for the run and stops it at the end (if the run is killed with
-SIGKILL, Ray's processes follow within about a minute). On a cluster (every node
-needs the same Python environment: vitabench, the suites' simulators and assets, and any
-plugin modules that entry points name)::
+SIGKILL, Ray's processes follow within a second: :mod:`vitabench.runner.ray_reaper`). On a
+cluster (every node needs the same Python environment: vitabench, the suites' simulators and
+assets, and any plugin modules that entry points name)::
 
     ray start --head --port 6379                      # on the head node
     ray start --address HEAD_IP:6379                  # on every other node
@@ -53,6 +53,7 @@ from vitabench.api.episode import Episode
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import Policy
 from vitabench.runner.executor import LockstepLoop, RunPlan, Sink
+from vitabench.runner.ray_reaper import Reaper, children
 from vitabench.runner.video import VideoWriter
 from vitabench.runner.worker import EnvHost, WorkerDied
 
@@ -212,6 +213,7 @@ class RayExecutor:
         self.worker_cpus, self.worker_gpus = worker_cpus, worker_gpus
         self.lazy_rendering = lazy_rendering
         self._owns_ray = False
+        self._reaper: Reaper | None = None
 
     def __enter__(self) -> RayExecutor:
         self.connect()
@@ -226,8 +228,10 @@ class RayExecutor:
             return
         if self.address is None:
             cpus = max(os.cpu_count() or 1, math.ceil(self.workers * self.worker_cpus))
+            before = children(os.getpid())
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
             self._owns_ray = True
+            self._reaper = Reaper.start(children(os.getpid()) - before)
             return
         _probe(self.address)
         try:
@@ -249,6 +253,9 @@ class RayExecutor:
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
 
     def actor_options(self) -> dict[str, Any]:
         return {
