@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's headless-capable Chromium for the HTML report test (tests/test_report_html.py).
+# Install Debian's headless-capable Chromium for the HTML report test (tests/report/test_report_html.py).
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then
     exit 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# franky-sim (the libfranka-protocol simulator used by tests/test_robots_franka.py and
+# franky-sim (the libfranka-protocol simulator used by tests/robots/test_robots_franka.py and
 # benchmarks/test_bench_robot_rate.py) pins a newer MuJoCo than LIBERO's 2.3.7, so it lives in its
 # own virtualenv, .venv-franky-sim/, and runs as a separate process.
 set -euo pipefail

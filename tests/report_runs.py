@@ -40,6 +40,7 @@ def write_run(
         {
             "label": label,
             "suite": suite_obj.name,
+            "episodes_per_task": episodes_per_task,
             "policy": policy_record,
             "protocol": proto.to_dict(),
             "protocol_ref": proto.ref,

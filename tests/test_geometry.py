@@ -78,6 +78,7 @@ def test_euler_to_quat_is_scipys_and_inverts_quat_to_euler() -> None:
     np.testing.assert_allclose(np.abs(np.sum(back * quats, axis=-1)), 1.0, atol=1e-12)  # q or -q
 
 
+@pytest.mark.sim
 def test_the_simulator_and_a_robot_report_one_vector_for_one_pose() -> None:
     """The same end-effector pose read by the LIBERO env and by a real robot's env gives the same
     axis-angle (robosuite's, no sign flip) and quaternion, on the poses where conventions part:

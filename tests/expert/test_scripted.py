@@ -87,6 +87,7 @@ def test_rotation_helpers_agree_with_each_other():
     assert wrap_half_turn(np.pi - 0.1) == pytest.approx(-0.1)
 
 
+@pytest.mark.sim
 def test_privileged_state_describes_the_scene_and_the_expert_needs_it():
     task = get_suite("libero_object").task(0)
     env = LiberoEnv(task, PROTOCOL, privileged=True)
@@ -111,6 +112,7 @@ def test_privileged_state_describes_the_scene_and_the_expert_needs_it():
         env.close()
 
 
+@pytest.mark.sim
 def test_expert_solves_libero_object_init_states():
     task = get_suite("libero_object").task(0)
     env = LiberoEnv(task, PROTOCOL, privileged=True)
@@ -123,6 +125,7 @@ def test_expert_solves_libero_object_init_states():
     _assert_learnable_actions(np.concatenate([actions for _, actions in results]))
 
 
+@pytest.mark.sim
 def test_expert_solves_libero_spatial_init_states_batched():
     task = get_suite("libero_spatial").task(0)
     envs = [LiberoEnv(task, PROTOCOL, privileged=True) for _ in range(2)]

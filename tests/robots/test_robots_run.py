@@ -20,17 +20,10 @@ import numpy as np
 import pytest
 
 from cli_in_process import vitabench_in_process
-from vitabench.robots.franky_sim import FrankySim
 
 VITABENCH = [sys.executable, "-m", "vitabench"]
 STEPS = 24
 Z_CEILING = 0.49  # a little above the home pose's 0.487 m
-
-
-@pytest.fixture(scope="module")
-def sim_host():
-    with FrankySim() as host:
-        yield host
 
 
 def action_script(path: Path) -> Path:
@@ -76,6 +69,7 @@ class Session:
         self.process.stdin.flush()
 
 
+@pytest.mark.sim
 def test_real_five_run_with_operator_estop_clip_and_report(sim_host, tmp_path):
     run_dir = tmp_path / "run"
     session = Session(

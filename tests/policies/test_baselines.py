@@ -61,6 +61,7 @@ def test_slots_must_match_observations():
         make_policy("zero").act([{}, {}], [0])
 
 
+@pytest.mark.sim
 def test_baselines_drive_a_plain_gymnasium_loop():
     """One observation in, one action out: ``policy(obs)`` in a plain loop over the LIBERO env."""
     from vitabench.api.protocol import load_protocol

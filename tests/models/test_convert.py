@@ -1,5 +1,5 @@
 """``vitabench convert``: synthetic released weights with their projects' own names and shapes
-(tests/released_weights.py) become a teacher checkpoint (Seer) and an InternVL directory
+(tests/models/released_weights.py) become a teacher checkpoint (Seer) and an InternVL directory
 (VITA-1.5); every tensor placed or named as unused, none left over; the converted models compute
 what the source formulas compute; bad input is one line and nothing is written."""
 
@@ -305,6 +305,7 @@ def test_vita15_image_size_option_sets_what_the_student_feeds_it(vita, tmp_path)
     assert VITA_SIZES["image"] == 56
 
 
+@pytest.mark.sim
 def test_a_converted_seer_teacher_steps_a_real_libero_env(converted):
     import libero  # noqa: F401  (the simulator stack this test needs)
 

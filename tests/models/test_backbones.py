@@ -176,6 +176,7 @@ def test_stage_one_and_two_train_and_the_checkpoint_reloads_identically(name, tw
     assert first.shape == (1, 3, 7) and np.isfinite(first).all() and np.array_equal(first, second)
 
 
+@pytest.mark.sim
 def test_policies_of_every_family_step_a_real_libero_env(two_stage):
     import libero  # noqa: F401  (the simulator stack this test needs)
 

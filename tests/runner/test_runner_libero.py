@@ -21,6 +21,8 @@ import pytest
 from vitabench.runner import run_evaluation
 from vitabench.runner.store import RunStore
 
+pytestmark = pytest.mark.sim
+
 VITABENCH = [str(Path(sys.executable).parent / "vitabench")]
 RUN = ["run", "--policy", "random", "--suite", "libero_object", "--tasks", "0", "--quiet"]
 ENV = {**os.environ, "MUJOCO_GL": "egl"}

@@ -12,8 +12,7 @@ import pytest
 
 from vitabench.api.episode import build_manifest
 from vitabench.api.protocol import FIXTURE_RULES, OBSERVATION_FIELDS, Protocol, ProtocolError, find_protocol, load_protocol, preset_names
-from vitabench.api.suite import Suite
-from vitabench.plugins import SUITES, get_suite
+from vitabench.plugins import get_suite
 from vitabench.runner import run_evaluation
 
 
@@ -118,7 +117,7 @@ def test_toml_round_trip_and_errors(tmp_path: Path) -> None:
         load_protocol("nope")
     with pytest.raises(ProtocolError, match="image_orientation='flip'"):
         dataclasses.replace(standard, image_orientation="flip")
-    toml.write_text((Path(__file__).parents[1] / "suites/protocols/openpi.toml").read_text().replace('"sequential"', '"every_other"'))
+    toml.write_text((Path(__file__).parents[2] / "suites/protocols/openpi.toml").read_text().replace('"sequential"', '"every_other"'))
     with pytest.raises(ProtocolError, match=f"fixture_rule='every_other', accepted: {', '.join(FIXTURE_RULES)}$"):
         Protocol.from_file(toml)
 
@@ -149,18 +148,12 @@ def test_manifest_is_deterministic_and_assigns_init_states_by_index() -> None:
     assert len(set(seeds)) == 5 and seeds == [e.seed for e in build_manifest(suite, per_episode, [0, 1], 5).episodes[:5]]
 
 
-def still_libero_object(name: str) -> Suite:
-    """libero_object as the runner sees it (name, tasks, init states, step key), on ``StillEnv``."""
-    return dataclasses.replace(get_suite("libero_object"), env_entry_point="still_env:StillEnv")
-
-
-def test_manifest_does_not_depend_on_how_a_run_is_executed(tmp_path: Path) -> None:
+def test_manifest_does_not_depend_on_how_a_run_is_executed(still_libero_object: str, tmp_path: Path) -> None:
     """The runner writes the same manifest for 1 and 2 workers (it is built before any rollout,
     so the real worker processes here run libero_object's episodes on a stand-in env)."""
-    SUITES.register("libero_object_still", f"{__name__}:still_libero_object")
     manifests = []
     for workers in (1, 2):
-        out = run_evaluation("zero", {}, "libero_object_still", tasks=[0, 1], episodes_per_task=2, max_steps=2,
+        out = run_evaluation("zero", {}, still_libero_object, tasks=[0, 1], episodes_per_task=2, max_steps=2,
                              workers=workers, out=tmp_path / f"w{workers}").run_dir
         assert {r["status"] for r in map(json.loads, (out / "episodes.jsonl").read_text().splitlines())} == {"ok"}
         manifests.append(json.loads((out / "manifest.json").read_text()))

@@ -22,13 +22,12 @@ import pytest
 from test_serving import BOOT_CLI, start, stop
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import policy_provenance
-from vitabench.api.protocol import load_protocol
+from vitabench.api.protocol import check_trained_protocol, load_protocol
 from vitabench.api.suite import Suite, Task
 from vitabench.models.checkpoint import save_checkpoint, weights_hash
 from vitabench.pva.models import Aligner
 from vitabench.plugins import SUITES, make_policy
 from vitabench.runner import run_evaluation
-from vitabench.api.protocol import check_trained_protocol
 from vitabench.runner.plan import resolve_protocol
 from vitabench.serving import PolicyServer, served_protocol
 from vitabench.training.lineage import write_lineage

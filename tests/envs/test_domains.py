@@ -46,6 +46,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
 
 
+@pytest.mark.sim
 def test_lighting_and_surfaces_change_pixels_not_poses(env: LiberoEnv) -> None:
     base_obs, base_state = _render(env, None)
     for name in ("dim", "dusk", "green_room", "object_colors"):
@@ -55,6 +56,7 @@ def test_lighting_and_surfaces_change_pixels_not_poses(env: LiberoEnv) -> None:
         assert _max_diff(obs["images"]["agentview"], base_obs["images"]["agentview"]) > 30, name
 
 
+@pytest.mark.sim
 def test_camera_shift_moves_only_its_camera(env: LiberoEnv) -> None:
     base_obs, base_state = _render(env, None)
     obs, state = _render(env, resolve_domain("unseen/camera_shift"))
@@ -63,6 +65,7 @@ def test_camera_shift_moves_only_its_camera(env: LiberoEnv) -> None:
     np.testing.assert_array_equal(obs["images"]["robot0_eye_in_hand"], base_obs["images"]["robot0_eye_in_hand"])
 
 
+@pytest.mark.sim
 def test_sensor_noise_is_small_reproducible_and_per_step(env: LiberoEnv) -> None:
     base_obs, _ = _render(env, None)
     grainy = resolve_domain("seen/grainy")
@@ -95,6 +98,7 @@ def domain_env() -> Iterator[LiberoEnv]:
     env.close()
 
 
+@pytest.mark.sim
 def test_a_domain_is_reproducible_bit_for_bit_across_envs(env: LiberoEnv, domain_env: LiberoEnv) -> None:
     reference, _ = _render(env, NOISY_COLORS, init_state=1)
     assert domain_env.domain == NOISY_COLORS
@@ -103,6 +107,7 @@ def test_a_domain_is_reproducible_bit_for_bit_across_envs(env: LiberoEnv, domain
         np.testing.assert_array_equal(obs["images"][camera], reference["images"][camera])
 
 
+@pytest.mark.sim
 def test_setting_no_domain_restores_the_scene_as_built(env: LiberoEnv) -> None:
     base_obs, _ = _render(env, None)
     _render(env, resolve_domain("green_room"))

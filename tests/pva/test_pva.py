@@ -39,6 +39,7 @@ def _falls(losses: list[float], window: int = 5) -> bool:
     return float(np.mean(losses[-window:])) < float(np.mean(losses[:window]))
 
 
+@pytest.mark.sim
 def test_rendered_images_pair_scenes_across_domains(images: DomainImages) -> None:
     assert images.domain_names == ("canonical", "warm_light", "blue_surfaces")
     assert images.images.shape[1:] == (64, 64, 3) and len(images) == 3 * 3 * 2
@@ -58,6 +59,7 @@ def test_clip_loads_from_a_local_directory_with_the_real_vocabulary(tmp_path: Pa
         load_clip(tmp_path)
 
 
+@pytest.mark.sim
 def test_three_stages_losses_fall(images: DomainImages, tmp_path: Path) -> None:
     trained = train_clip(images, tmp_path / "clip", size="tiny", steps=40, batch=12, lr=2e-3)
     assert _falls(trained.losses)
@@ -81,6 +83,7 @@ class _Recorder(BasePolicy):
         return np.zeros((len(observations), 1, 7), dtype=np.float32)
 
 
+@pytest.mark.sim
 def test_every_camera_image_goes_through_the_aligner(images: DomainImages) -> None:
     aligner = Aligner()
     identity = PvaPolicy(_Recorder(), aligner, "x")
@@ -103,6 +106,7 @@ def test_every_camera_image_goes_through_the_aligner(images: DomainImages) -> No
         make(aligner=".", inner="zero", inner_args="[1]")
 
 
+@pytest.mark.sim
 def test_aligner_wrapper_runs_in_vitabench_run_under_a_domain(tmp_path: Path) -> None:
     Aligner().save(tmp_path / "aligner")
     out = tmp_path / "run"

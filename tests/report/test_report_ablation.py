@@ -19,7 +19,7 @@ def spec_file(tmp_path: Path, body: str) -> Path:
 
 
 def test_shipped_specs_parse() -> None:
-    root = Path(__file__).parents[1] / "reports" / "ablations"
+    root = Path(__file__).parents[2] / "reports" / "ablations"
     specs = {p.stem: load_ablation_spec(p) for p in root.glob("*.toml")}
     assert specs["vita_vla_stages"].reference == "two_stage"
     assert [v.name for v in specs["vita_vla_stages"].variants] == ["two_stage", "only_ft", "freeze_vlm"]

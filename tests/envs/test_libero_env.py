@@ -37,6 +37,7 @@ def blind_env() -> Iterator[LiberoEnv]:
     env.close()
 
 
+@pytest.mark.sim
 def test_observations_follow_the_protocol(camera_env: LiberoEnv) -> None:
     protocol = camera_env.protocol
     obs, info = camera_env.reset(seed=0, options={"init_state": 2})
@@ -54,6 +55,7 @@ def test_observations_follow_the_protocol(camera_env: LiberoEnv) -> None:
     assert camera_env.observation_space.contains(obs)
 
 
+@pytest.mark.sim
 def test_orientation_is_applied_exactly_once(camera_env: LiberoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     sim_env = camera_env.sim_env
     raws: list[dict] = []
@@ -70,6 +72,7 @@ def test_orientation_is_applied_exactly_once(camera_env: LiberoEnv, monkeypatch:
         np.testing.assert_array_equal(obs["images"][cam], expected)
 
 
+@pytest.mark.sim
 def test_settle_steps_run_on_reset_and_do_not_count(camera_env: LiberoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     sim_env = camera_env.sim_env
     calls: list[np.ndarray] = []
@@ -84,6 +87,7 @@ def test_settle_steps_run_on_reset_and_do_not_count(camera_env: LiberoEnv, monke
     assert len(calls) == protocol.settle_steps + camera_env.max_steps
 
 
+@pytest.mark.sim
 def test_an_env_without_cameras_never_renders(blind_env: LiberoEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     renders = []
     monkeypatch.setattr(MjSim, "render", lambda self, *a, **k: renders.append(a))
@@ -95,6 +99,7 @@ def test_an_env_without_cameras_never_renders(blind_env: LiberoEnv, monkeypatch:
     assert set(obs["privileged"]["objects"]) >= {"alphabet_soup_1", "basket_1"}
 
 
+@pytest.mark.sim
 def test_reused_env_matches_a_fresh_one(blind_env: LiberoEnv) -> None:
     """No fixture drift: an episode after another is identical to one on a new env."""
     actions = np.random.default_rng(0).uniform(-1, 1, (30, 7)).astype(np.float32)
@@ -119,6 +124,7 @@ def test_reused_env_matches_a_fresh_one(blind_env: LiberoEnv) -> None:
     blind_env.max_steps = 4
 
 
+@pytest.mark.sim
 def test_check_env_passes() -> None:
     protocol = load_protocol("vita_vla_paper")
     for kwargs in ({}, {"cameras": ("agentview",), "resolution": 32, "render_mode": "rgb_array"}):
@@ -129,6 +135,7 @@ def test_check_env_passes() -> None:
             env.close()
 
 
+@pytest.mark.sim
 def test_bad_inputs_name_what_is_accepted(blind_env: LiberoEnv) -> None:
     with pytest.raises(VitabenchError, match="init_state=50 .* accepted: 0-49"):
         blind_env.reset(options={"init_state": 50})
@@ -139,6 +146,7 @@ def test_bad_inputs_name_what_is_accepted(blind_env: LiberoEnv) -> None:
         LiberoEnv(TASK, load_protocol("standard"), cameras=("topview",))
 
 
+@pytest.mark.sim
 def test_success_at_end_rule_never_terminates_early() -> None:
     import dataclasses
 
@@ -166,6 +174,7 @@ def test_list_suites_json() -> None:
     assert bad.stderr.startswith("error: unknown suite 'libero_100'; known: libero_90, libero_goal, libero_long, libero_object, libero_spatial")
 
 
+@pytest.mark.sim
 def test_rendering_failure_names_mujoco_gl() -> None:
     env = {**os.environ, "MUJOCO_GL": "nonexistent-backend"}
     proc = subprocess.run(
@@ -175,6 +184,7 @@ def test_rendering_failure_names_mujoco_gl() -> None:
     assert "FAIL  rendering: rendering failed with MUJOCO_GL=nonexistent-backend" in proc.stdout.replace("\n", " ")
 
 
+@pytest.mark.sim
 def test_doctor_profile_measures_every_part_of_a_step(tmp_path) -> None:
     out = tmp_path / "doctor.json"
     proc = subprocess.run(
@@ -189,6 +199,7 @@ def test_doctor_profile_measures_every_part_of_a_step(tmp_path) -> None:
     assert set(profile["messaging_ms"]) == {"state", "2 x 128 px", "2 x 256 px"}
 
 
+@pytest.mark.sim
 def test_gymnasium_make_builds_the_env_by_name() -> None:
     import gymnasium as gym
 

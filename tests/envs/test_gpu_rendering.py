@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.sim
+
 HAS_NVIDIA_GPU = Path("/dev/nvidia0").exists() and shutil.which("nvidia-smi") is not None
 
 PROFILE = """

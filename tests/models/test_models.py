@@ -337,6 +337,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
     fails("is not valid JSON", checkpoint=str(broken))
 
 
+@pytest.mark.sim
 def test_policies_step_a_real_libero_env(policies):
     pytest.importorskip("libero")
     from vitabench.envs.libero_env import LiberoEnv
@@ -383,6 +384,7 @@ def teacher_run(checkpoints, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("name", list(RAW))
 def test_vitabench_run_completes_libero_episodes_with_records(name, checkpoints, request, tmp_path):
     if name == "teacher":  # a trained checkpoint: its records carry the weights' hash
@@ -402,6 +404,7 @@ def test_vitabench_run_completes_libero_episodes_with_records(name, checkpoints,
     assert record["steps"] == 10
 
 
+@pytest.mark.sim
 def test_vitabench_run_refuses_a_checkpoint_under_another_protocol(checkpoints, teacher_run, tmp_path):
     """The teacher checkpoint was saved under vita_vla_paper: standard is refused (a real process:
     exit 2, the difference on stderr, nothing run); an override is not (``teacher_run``)."""

@@ -3,33 +3,23 @@ report. All but the last test run without a simulator (``still_env:StillEnv``); 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-
 from typing import Any, Sequence
 
 import numpy as np
 import pytest
 from cli_in_process import vitabench_in_process
 
-from vitabench.api import BasePolicy, PolicySpec, Suite, Task
+from vitabench.api import BasePolicy, PolicySpec, Task
 from vitabench.api.episode import build_manifest
-from vitabench.envs.domains import resolve_domains
-from vitabench.plugins import POLICIES, SUITES, get_suite
 from vitabench.api.protocol import check_trained_protocol
+from vitabench.envs.domains import resolve_domains
+from vitabench.plugins import POLICIES, get_suite
 from vitabench.runner import run_evaluation
 from vitabench.runner.plan import resolve_protocol
 
 UNSEEN = [d.ref for d in resolve_domains("unseen")]
-
-
-def still_libero_object(name: str) -> Suite:
-    """libero_object as the runner sees it, on ``StillEnv``."""
-    return dataclasses.replace(get_suite("libero_object"), env_entry_point="still_env:StillEnv")
-
-
-SUITES.register("libero_object_still_sets", f"{__name__}:still_libero_object")
 
 
 def _manifest(domain: str | None):
@@ -78,8 +68,8 @@ def _outcomes(run_dir: Path) -> dict[str, tuple]:
             for r in _records(run_dir)}
 
 
-def test_a_set_run_records_domains_whatever_the_workers_and_resumes(tmp_path: Path) -> None:
-    runs = {w: run_evaluation("zero", {}, "libero_object_still_sets", tasks=[0], episodes_per_task=2, max_steps=2,
+def test_a_set_run_records_domains_whatever_the_workers_and_resumes(still_libero_object: str, tmp_path: Path) -> None:
+    runs = {w: run_evaluation("zero", {}, still_libero_object, tasks=[0], episodes_per_task=2, max_steps=2,
                               domain="unseen", workers=w, out=tmp_path / f"w{w}").run_dir for w in (1, 3)}
     assert _outcomes(runs[1]) == _outcomes(runs[3]) and len(_outcomes(runs[1])) == 2 * len(UNSEEN)
     assert (runs[1] / "manifest.json").read_text() == (runs[3] / "manifest.json").read_text()
@@ -89,12 +79,12 @@ def test_a_set_run_records_domains_whatever_the_workers_and_resumes(tmp_path: Pa
     kept = [line for line, r in zip((runs[1] / "episodes.jsonl").read_text().splitlines(), _records(runs[1]))
             if r["domain"] not in UNSEEN[1:3]]
     (runs[1] / "episodes.jsonl").write_text("\n".join(kept) + "\n")
-    result = vitabench_in_process("run", "--resume", "--out", str(runs[1]), "--suite", "libero_object_still_sets", "--quiet")
+    result = vitabench_in_process("run", "--resume", "--out", str(runs[1]), "--suite", still_libero_object, "--quiet")
     assert result.returncode == 0, result.stderr
     config = json.loads((runs[1] / "run.json").read_text())
     assert config["sessions"][-1]["episodes_to_run"] == 4 and _outcomes(runs[1]) == _outcomes(runs[3])
     # a resume asking for another domain is refused
-    other = vitabench_in_process("run", "--policy", "zero", "--suite", "libero_object_still_sets", "--tasks", "0",
+    other = vitabench_in_process("run", "--policy", "zero", "--suite", still_libero_object, "--tasks", "0",
                                  "--episodes-per-task", "2", "--max-steps", "2", "--domain", "unseen/dusk",
                                  "--resume", "--out", str(runs[1]))
     assert other.returncode == 2 and "protocol" in other.stderr
@@ -152,6 +142,7 @@ class FramePolicy(BasePolicy):
         return np.zeros((len(observations), 7), np.float32)
 
 
+@pytest.mark.sim
 def test_a_set_run_renders_each_domain_on_real_libero(tmp_path: Path) -> None:
     """Real LIBERO, one run over a two-domain set (1 task, 1 episode each, 3 steps, one worker so
     episodes run in manifest order): each record names its domain, each domain's first frame

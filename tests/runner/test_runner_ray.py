@@ -35,6 +35,8 @@ import pytest
 from vitabench.runner import run_evaluation
 from vitabench.runner.store import RunStore
 
+pytestmark = pytest.mark.sim
+
 BIN = Path(sys.executable).parent
 RUN = ["run", "--policy", "random", "--suite", "libero_object", "--tasks", "0", "--quiet"]
 

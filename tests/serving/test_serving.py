@@ -421,6 +421,7 @@ def in_process_run(out: Path, policy: str, max_steps: int) -> list[dict]:
     return records_of(run_evaluation(policy, {}, "libero_object", tasks=[0], episodes_per_task=2, max_steps=max_steps, out=out).run_dir)
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize(
     ("policy", "max_steps", "remote_workers"),
     # scripted: 40 steps of the privileged expert (privileged state over the wire drives it; its

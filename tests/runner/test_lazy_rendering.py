@@ -222,6 +222,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return rendered
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("settle_steps", [10, 0])
 def test_a_reset_renders_one_frame_per_camera_and_matches_an_eager_reset(camera_env: Any, renders: list[str], settle_steps: int) -> None:
     from vitabench.envs.libero_env import orient
@@ -246,6 +247,7 @@ def test_a_reset_renders_one_frame_per_camera_and_matches_an_eager_reset(camera_
     np.testing.assert_array_equal(obs["state"]["ee_pos"], np.asarray(raw["robot0_eef_pos"], dtype=np.float32))
 
 
+@pytest.mark.sim
 def test_unobserved_steps_render_only_what_is_asked_and_change_no_physics(camera_env: Any, renders: list[str]) -> None:
     actions = np.random.default_rng(1).uniform(-1, 1, (9, 7)).astype(np.float32)
     observed_at, video_at = {2, 5, 8}, 6  # steps (0-based) stepped with step(); one with the video camera only
@@ -279,6 +281,7 @@ def test_unobserved_steps_render_only_what_is_asked_and_change_no_physics(camera
     assert len(renders) == len(CAMERAS) * len(observed_at) + 1  # eager: 2 per step, 18 here
 
 
+@pytest.mark.sim
 def test_step_unobserved_names_a_camera_the_env_does_not_render(camera_env: Any) -> None:
     from vitabench.api.errors import VitabenchError
 
@@ -429,11 +432,13 @@ def check_against(reference: dict[str, Any], result: dict[str, Any], chunk: int)
     np.testing.assert_array_equal(frames, video_frames(reference))
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("chunk", [1, 3, 8])
 def test_lazy_runs_match_the_eager_run(eager_reference: dict[str, Any], local: Any, tmp_path: Path, chunk: int) -> None:
     check_against(eager_reference, run(tmp_path, f"lazy{chunk}", chunk=chunk, executor=local(True)), chunk)
 
 
+@pytest.mark.sim
 def test_temporal_ensembling_is_observed_at_every_step(local: Any, tmp_path: Path) -> None:
     eager = run(tmp_path, "ensemble_eager", chunk=4, ensemble=0.01, executor=local(False))
     lazy = run(tmp_path, "ensemble_lazy", chunk=4, ensemble=0.01, executor=local(True))

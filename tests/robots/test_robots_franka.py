@@ -18,14 +18,9 @@ from vitabench.api.protocol import load_protocol
 from vitabench.plugins import get_suite
 from vitabench.robots.env import RobotEnv
 from vitabench.robots.franka import FrankaDriver
-from vitabench.robots.franky_sim import FrankySim
 from vitabench.robots.operator import Operator
 
-
-@pytest.fixture(scope="module")
-def sim_host():
-    with FrankySim() as host:
-        yield host
+pytestmark = pytest.mark.sim
 
 
 @pytest.fixture

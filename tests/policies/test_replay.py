@@ -14,6 +14,8 @@ from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
 from vitabench.plugins import get_suite, make_policy
 
+pytestmark = pytest.mark.sim
+
 STEPS = 30
 
 

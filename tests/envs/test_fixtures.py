@@ -170,6 +170,7 @@ def assert_same(seen: dict, expected: dict, what: str) -> None:
         np.testing.assert_array_equal(seen["state"][key], expected["state"][key], err_msg=f"{what}: {key}")
 
 
+@pytest.mark.sim
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", list(TASKS))
 def test_standard_gives_openpis_first_observations_with_any_worker_count(suite: str) -> None:
@@ -188,6 +189,7 @@ def test_standard_gives_openpis_first_observations_with_any_worker_count(suite: 
             assert_same(seen[k], anchor[k], f"{suite} task {task_id} episode {k}, {workers} worker(s)")
 
 
+@pytest.mark.sim
 @pytest.mark.slow
 def test_vita_vla_paper_gives_vita_vlas_loop() -> None:
     """VITA-VLA's loop: per episode a new 128 px env, env.reset(), env.seed(42), set_init_state, 5
