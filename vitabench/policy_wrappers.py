@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, Observation, Policy, PolicySpec, Provenance, batch_slots, check_actions, policy_provenance, release_slot
+from vitabench.api.policy import BasePolicy, Observation, Policy, Provenance, batch_slots, check_actions, policy_provenance, release_slot
 from vitabench.api.suite import Task
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from vitabench.api.config import read_toml
 from vitabench.api.errors import VitabenchError
 
 DomainSet = Literal["canonical", "seen", "unseen"]
@@ -130,7 +130,7 @@ def all_domains() -> dict[str, Domain]:
     """Every shipped domain by name, in file order."""
     domains: dict[str, Domain] = {}
     for path in sorted(domains_dir().glob("*.toml")):
-        for entry in tomllib.loads(path.read_text()).get("domain", []):
+        for entry in read_toml(path, "domain file", DomainError).get("domain", []):
             domain = Domain.from_dict(entry, source=str(path))
             if domain.name in domains:
                 raise DomainError(f"{path}: domain {domain.name!r} is defined twice")
