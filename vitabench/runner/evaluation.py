@@ -30,7 +30,6 @@ from vitabench.runner.summary import Tally, tally
 from vitabench.runner.video import VideoWriter
 
 PARQUET_FILE = "episodes.parquet"
-DEFAULT_STEP_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def run_evaluation(
     video: str = "none",
     quiet: bool = True,
     label: str | None = None,
-    step_timeout: float = DEFAULT_STEP_TIMEOUT_S,
+    step_timeout: float | None = None,
     executor: Executor | None = None,
     argv: Sequence[str] | None = None,
     robot: str | None = None,
@@ -76,9 +75,9 @@ def run_evaluation(
     """Evaluate a registered policy on a suite; every episode's record is durable as it ends.
 
     ``protocol`` ``None`` is the suite's default (``standard``; ``real_robot`` for a real-robot
-    suite). Bad inputs raise :class:`VitabenchError` before anything is written. ``quiet=False``
-    shows live progress; nothing else is printed (an interrupted run says on stderr how to
-    continue). Errored episodes are recorded with ``status="error"`` (see
+    suite), ``step_timeout`` ``None`` :data:`~vitabench.runner.executor.DEFAULT_STEP_TIMEOUT_S`.
+    Bad inputs raise :class:`VitabenchError` before anything is written. ``quiet=False`` shows
+    live progress; nothing else is printed (an interrupted run says on stderr how to continue). Errored episodes are recorded with ``status="error"`` (see
     :func:`errored_records`), never raised. Environment workers are started with ``spawn``: in a
     script, call this under ``if __name__ == "__main__":``.
     """
@@ -104,7 +103,7 @@ def run_evaluation(
             "argv": list(argv if argv is not None else sys.argv),
             "workers": workers,
             "video": str(run.video),
-            "step_timeout_s": step_timeout,
+            "step_timeout_s": run.step_timeout,
             "episodes_to_run": len(todo),
             "host": platform.node(),
             "python": platform.python_version(),
@@ -116,7 +115,7 @@ def run_evaluation(
             suite=run.suite,
             protocol=run.protocol,
             spec=getattr(policy, "spec", None) or PolicySpec(),
-            step_timeout=step_timeout,
+            step_timeout=run.step_timeout,
             video=run.video,
             env_kwargs=run.env_kwargs,
         )

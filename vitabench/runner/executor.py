@@ -39,6 +39,10 @@ BUILD_GRACE_S = 300.0
 DIGEST_STATE_KEYS: tuple[str, ...] = ("ee_pos", "gripper_qpos")
 
 
+#: Seconds a worker may take per step (or per chunk step) before it is replaced.
+DEFAULT_STEP_TIMEOUT_S = 60.0
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """What every episode of a run needs, fixed before the first one starts."""
@@ -46,7 +50,7 @@ class RunPlan:
     suite: Suite
     protocol: Protocol
     spec: PolicySpec
-    step_timeout: float = 60.0
+    step_timeout: float = DEFAULT_STEP_TIMEOUT_S
     video: VideoMode = VideoMode("none")
     env_kwargs: tuple[tuple[str, Any], ...] = ()
 

@@ -13,6 +13,7 @@ from vitabench.api.episode import Manifest, build_manifest
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import Protocol, load_protocol
 from vitabench.api.suite import Suite
+from vitabench.runner.executor import DEFAULT_STEP_TIMEOUT_S
 from vitabench.runner.video import VideoMode
 
 #: The protocol of a run that names none, by the kind of its suite.
@@ -89,6 +90,7 @@ class ResolvedRun:
     manifest: Manifest
     policy: dict[str, Any]
     video: VideoMode
+    step_timeout: float
     env_kwargs: tuple[tuple[str, Any], ...]
     robot: dict[str, Any] | None
 
@@ -106,14 +108,15 @@ def resolve_run(
     domain: str | None,
     init_states: str | None,
     workers: int,
-    step_timeout: float,
+    step_timeout: float | None,
     video: str,
     out: Path,
     robot: str | None,
     robot_args: Mapping[str, Any] | None,
 ) -> ResolvedRun:
     """Resolve a run's inputs; every bad one raises :class:`VitabenchError` naming it. ``protocol``
-    ``None`` is the suite kind's default (:data:`DEFAULT_PROTOCOLS`)."""
+    ``None`` is the suite kind's default (:data:`DEFAULT_PROTOCOLS`), ``step_timeout`` ``None``
+    :data:`~vitabench.runner.executor.DEFAULT_STEP_TIMEOUT_S`."""
     from vitabench.plugins import POLICIES, get_suite
 
     suite_obj = get_suite(suite)
@@ -126,6 +129,7 @@ def resolve_run(
     video_mode = VideoMode.parse(video)
     if workers < 1:
         raise VitabenchError(f"--workers {workers}: must be >= 1")
+    step_timeout = DEFAULT_STEP_TIMEOUT_S if step_timeout is None else step_timeout
     if step_timeout <= 0:
         raise VitabenchError(f"--step-timeout {step_timeout}: must be > 0 seconds")
     return ResolvedRun(
@@ -134,6 +138,7 @@ def resolve_run(
         manifest=manifest,
         policy={"name": POLICIES.canonical(policy_name), "args": json.loads(canonical_json(dict(policy_args)))},
         video=video_mode,
+        step_timeout=step_timeout,
         env_kwargs=env_kwargs,
         robot=None if robot is None else {"name": robot, "args": json.loads(canonical_json(dict(robot_args or {})))},
     )
