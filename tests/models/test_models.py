@@ -311,7 +311,7 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_naming_the_difference(
 
     fails("is neither a directory nor a shipped teacher checkpoint; shipped: teacher_libero_object ", checkpoint=str(tmp_path / "nowhere"))
     fails("needs checkpoint=NAME|DIR or preset=NAME; shipped checkpoints: teacher_libero_object; untrained presets: tiny, paper, cpu")
-    fails("shipped checkpoints: none;", name="vita_vla")  # no student ships yet
+    fails("shipped checkpoints: vita_vla_libero_object;", name="vita_vla")
     fails("preset='huge'; accepted: tiny, paper, cpu", preset="huge")
     fails("preset=paper needs vlm=DIR", name="vita_vla", preset="paper")
     fails("holds a 'teacher' model, not a 'vita_vla' model", name="vita_vla", checkpoint=str(teacher_dir))
