@@ -10,28 +10,18 @@ The demo (tests/data/teacher_demo.hdf5): the scripted expert on libero_object ta
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from shipped_checkpoints import assert_solves_held_out_episode, assert_trained_open_loop, committed_ablation_rows, vitabench
 
 SHIPPED = "vita_vla_libero_object"
 TEACHER = "teacher_libero_object"
-REPO = Path(__file__).resolve().parents[2]
-DEMO = Path(__file__).parents[1] / "data" / "teacher_demo.hdf5"
-ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
 #: Open-loop arm error bound (action units, mean absolute over the demo's 40 steps): the shipped
 #: weights measured 0.040 on it when shipped (label magnitude 0.23, gripper 39/40 right; the
 #: shipped teacher 0.047); an untrained student of the same config (seed 0, the trained
 #: normalisation) measured 0.243.
 ARM_MAE_BOUND = 0.09
-
-
-def vitabench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vitabench", *args], capture_output=True, text=True, env=ENV, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -68,24 +58,7 @@ def test_the_student_descends_from_the_shipped_teacher_through_both_stages(shipp
 
 
 def test_the_shipped_student_is_trained(shipped: tuple) -> None:
-    import torch
-
-    from vitabench.training.loop import Windows
-    from vitabench.training.teacher import open_loop_error
-
-    saved, model = shipped
-    config = model.config
-    windows = Windows([DEMO], config.cameras, config.history, config.chunk, config.state_rotation)
-    trained = open_loop_error(model, windows)
-    assert trained.steps == 40 and trained.arm_mae < ARM_MAE_BOUND and trained.gripper_accuracy >= 0.95, trained
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        untrained = model.__class__.from_saved(config, saved.directory)  # the architecture, initial weights
-    untrained.load_state_dict(dict(model.named_buffers()), strict=False)  # and the trained normalisation
-    fresh = open_loop_error(untrained, windows)
-    assert fresh.arm_mae > 2 * ARM_MAE_BOUND, fresh  # the bound tells trained weights from untrained ones
-    assert np.isclose(fresh.label_magnitude, trained.label_magnitude)
+    assert_trained_open_loop(*shipped, ARM_MAE_BOUND)
 
 
 def test_vita_vla_without_a_checkpoint_names_the_shipped_student(tmp_path: Path) -> None:
@@ -99,35 +72,13 @@ def test_vita_vla_without_a_checkpoint_names_the_shipped_student(tmp_path: Path)
 @pytest.mark.sim
 @pytest.mark.slow
 def test_the_shipped_student_solves_a_held_out_episode_by_name(tmp_path: Path, shipped: tuple) -> None:
-    saved, _ = shipped
-    out = tmp_path / "run"
-    done = vitabench("run", "--policy", "vita_vla", "--policy-arg", f"checkpoint={SHIPPED}", "--policy-arg", "ensemble=0.01",
-                     "--suite", "libero_object", "--tasks", "2", "--protocol", "vita_vla_128", "--init-states", "30",
-                     "--episodes-per-task", "1", "--out", str(out), "--quiet")
-    assert done.returncode == 0, done.stderr[-2000:]
-    (record,) = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
-    run = json.loads((out / "run.json").read_text())
-    assert run["policy"]["checkpoint_hash"] == saved.weights_hash
-    assert record["status"] == "ok" and record["success"] is True and record["steps"] < 220, record
+    assert_solves_held_out_episode("vita_vla", SHIPPED, shipped[0], tmp_path)
 
 
 def test_the_committed_student_teacher_table_is_what_their_records_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """reports/student/ablation/student_vs_teacher.md is rebuilt from the committed records alone
     (both runs are complete: nothing is evaluated), pairing the student with its teacher on every
     one of the 100 held-out episodes."""
-    from cli_in_process import vitabench_in_process
-
-    from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
-
-    def no_evaluation(variant, suite, spec, run_dir):  # noqa: ANN001, ANN202 - ensure_runs' evaluate hook
-        raise AssertionError(f"{variant.name} on {suite} is not complete in {run_dir}")
-
-    monkeypatch.chdir(REPO)  # the spec's run paths are relative to the repository root
-    spec = load_ablation_spec("reports/ablations/student_vs_teacher.toml")
-    rows = ablation_table(spec, ensure_runs(spec, "reports/student/ablation", evaluate=no_evaluation)).set_index("variant")
+    rows = committed_ablation_rows("reports/ablations/student_vs_teacher.toml", "reports/student/ablation",
+                                   "reports/student/ablation/student_vs_teacher.md", tmp_path, monkeypatch)
     assert rows.loc["two_stage", "pairs"] == 100
-    table = tmp_path / "table.md"
-    result = vitabench_in_process("ablate", "reports/ablations/student_vs_teacher.toml", "--out", "reports/student/ablation",
-                                  "--format", "md", "--report", str(table))
-    assert result.returncode == 0, result.stderr
-    assert table.read_text() == (REPO / "reports/student/ablation/student_vs_teacher.md").read_text()

@@ -9,27 +9,16 @@ The demo (tests/data/teacher_demo.hdf5): the scripted expert on libero_object ta
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from cli_in_process import vitabench_in_process
+from shipped_checkpoints import assert_solves_held_out_episode, assert_trained_open_loop, committed_ablation_rows, vitabench
 
 SHIPPED = "teacher_libero_object"
-REPO = Path(__file__).resolve().parents[2]
-DEMO = Path(__file__).parents[1] / "data" / "teacher_demo.hdf5"
-ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
 #: Open-loop arm error bound (action units, mean absolute over the demo's 40 steps): the shipped
 #: weights measured 0.047 on it when shipped (label magnitude 0.23, gripper 39/40 right);
 #: untrained weights of the same config (seed 0, trained normalisation) measured 0.27.
 ARM_MAE_BOUND = 0.09
-
-
-def vitabench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vitabench", *args], capture_output=True, text=True, env=ENV, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -58,56 +47,19 @@ def test_the_listing_shows_what_the_shipped_weights_measured(shipped: tuple) -> 
 
 
 def test_the_shipped_teacher_is_trained(shipped: tuple) -> None:
-    import torch
-
-    from vitabench.training.loop import Windows
-    from vitabench.training.teacher import open_loop_error
-
-    _, model = shipped
-    config = model.config
-    windows = Windows([DEMO], config.cameras, config.history, config.chunk, config.state_rotation)
-    trained = open_loop_error(model, windows)
-    assert trained.steps == 40 and trained.arm_mae < ARM_MAE_BOUND and trained.gripper_accuracy >= 0.95, trained
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        untrained = model.__class__.from_saved(config, shipped[0].directory)  # the architecture, initial weights
-    untrained.load_state_dict(dict(model.named_buffers()), strict=False)  # and the trained normalisation
-    fresh = open_loop_error(untrained, windows)
-    assert fresh.arm_mae > 2 * ARM_MAE_BOUND, fresh  # the bound tells trained weights from untrained ones
-    assert np.isclose(fresh.label_magnitude, trained.label_magnitude)
+    assert_trained_open_loop(*shipped, ARM_MAE_BOUND)
 
 
 @pytest.mark.sim
 @pytest.mark.slow
 def test_the_shipped_teacher_solves_a_held_out_episode_by_name(tmp_path: Path, shipped: tuple) -> None:
-    saved, _ = shipped
-    out = tmp_path / "run"
-    done = vitabench("run", "--policy", "teacher", "--policy-arg", f"checkpoint={SHIPPED}", "--policy-arg", "ensemble=0.01",
-                     "--suite", "libero_object", "--tasks", "2", "--protocol", "vita_vla_128", "--init-states", "30",
-                     "--episodes-per-task", "1", "--out", str(out), "--quiet")
-    assert done.returncode == 0, done.stderr[-2000:]
-    (record,) = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
-    run = json.loads((out / "run.json").read_text())
-    assert run["policy"]["checkpoint_hash"] == saved.weights_hash
-    assert record["status"] == "ok" and record["success"] is True and record["steps"] < 220, record
+    assert_solves_held_out_episode("teacher", SHIPPED, shipped[0], tmp_path)
 
 
 def test_the_committed_recipe_ablation_is_what_its_records_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """reports/teacher/ablation/teacher_recipe.md is rebuilt from the committed records alone (both
     runs are complete: nothing is evaluated), pairing the shipped teacher with the Euler-state one
     on every one of the 100 held-out episodes."""
-    from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
-
-    def no_evaluation(variant, suite, spec, run_dir):  # noqa: ANN001, ANN202 - ensure_runs' evaluate hook
-        raise AssertionError(f"{variant.name} on {suite} is not complete in {run_dir}")
-
-    monkeypatch.chdir(REPO)  # the spec's run paths are relative to the repository root
-    spec = load_ablation_spec("reports/ablations/teacher_recipe.toml")
-    rows = ablation_table(spec, ensure_runs(spec, "reports/teacher/ablation", evaluate=no_evaluation)).set_index("variant")
+    rows = committed_ablation_rows("reports/ablations/teacher_recipe.toml", "reports/teacher/ablation",
+                                   "reports/teacher/ablation/teacher_recipe.md", tmp_path, monkeypatch)
     assert rows.loc["euler_state", "pairs"] == 100 and rows.loc["euler_state", "b"] + rows.loc["euler_state", "c"] > 0
-    table = tmp_path / "table.md"
-    result = vitabench_in_process("ablate", "reports/ablations/teacher_recipe.toml", "--out", "reports/teacher/ablation",
-                                  "--format", "md", "--report", str(table))
-    assert result.returncode == 0, result.stderr
-    assert table.read_text() == (REPO / "reports/teacher/ablation/teacher_recipe.md").read_text()
