@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from test_serving import BOOT_CLI, start, stop
+from served_policies import BOOT_CLI, start, stop
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import policy_provenance
 from vitabench.api.protocol import check_trained_protocol, load_protocol
@@ -40,37 +39,9 @@ VARIANTS = {f"{model}{how}": (model, how) for model in MODELS for how in ("", "+
 CLI = str(Path(sys.executable).parent / "vitabench")
 
 
-# -- a camera env for model policies, no simulator ---------------------------------------------------
-class CameraToyEnv:
-    """Constant frames that brighten per step and the state keys asked for; never succeeds."""
-
-    def __init__(self, task: Task, protocol: Any, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
-        self.task, self.cameras, self.state_keys = task, tuple(cameras), tuple(state_keys)
-        self.resolution, self.max_steps, self.steps = resolution or protocol.resolution, max_steps or 2, 0
-
-    def _obs(self) -> dict[str, Any]:
-        full = {
-            "ee_pos": np.full(3, 0.01 * self.steps, np.float32), "ee_quat": np.array([1.0, 0, 0, 0], np.float32),
-            "ee_axis_angle": np.array([np.pi, 0, 0], np.float32), "gripper_qpos": np.array([0.04, -0.04], np.float32),
-            "joint_pos": np.zeros(7, np.float32),
-        }
-        frame = np.full((self.resolution, self.resolution, 3), 10 * self.steps, np.uint8)
-        return {"images": {c: frame for c in self.cameras}, "state": {k: full[k] for k in self.state_keys}, "instruction": self.task.instruction}
-
-    def reset(self, seed=None, options=None):
-        self.steps = 0
-        return self._obs(), {"success": False, "steps": 0}
-
-    def step(self, action):
-        self.steps += 1
-        return self._obs(), 0.0, False, self.steps >= self.max_steps, {"success": False, "steps": self.steps}
-
-    def close(self) -> None:
-        pass
-
-
+# -- a suite on a camera env for model policies, no simulator (still_env:CameraEnv) -------------------
 def load_toy_suite(name: str) -> Suite:
-    return Suite(name, "libero_object", (Task(name, 0, "toy", "open the drawer", n_init_states=50),), "test_provenance:CameraToyEnv")
+    return Suite(name, "libero_object", (Task(name, 0, "toy", "open the drawer", n_init_states=50),), "still_env:CameraEnv")
 
 
 @pytest.fixture(scope="module", autouse=True)

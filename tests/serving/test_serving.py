@@ -1,8 +1,8 @@
-"""`vitabench serve` and the `remote` policy: real servers in subprocesses on 127.0.0.1."""
+"""`vitabench serve` and the `remote` policy: real servers in subprocesses on 127.0.0.1 (what they
+serve and how they start: ``served_policies``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -18,86 +18,13 @@ import websockets.sync.client
 from openpi_client import msgpack_numpy
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
+from served_policies import BOOT_CLI, BOOT_OPENPI, launch, start, stop, url_of
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, PolicySpec
 from vitabench.api.suite import Suite, Task
 from vitabench.plugins import SUITES, make_policy
 from vitabench.runner import run_evaluation
 
-TESTS_DIR = Path(__file__).resolve().parent
 TASK = Task(suite="unit", task_id=3, name="t", instruction="put the bowl on the plate", n_init_states=1)
-
-# Runs the real CLI in a subprocess, with the test-only `echo` policy registered first.
-BOOT_CLI = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from vitabench.plugins import POLICIES; "
-    "POLICIES.register('echo', 'test_serving:EchoPolicy'); POLICIES.register('dying', 'test_serving:DyingPolicy'); "
-    "POLICIES.register('slots', 'test_serving:SlotsPolicy'); from vitabench.cli import main; main()"
-)
-BOOT_OPENPI = "import sys; sys.path.insert(0, sys.argv[1]); import test_serving; test_serving.run_openpi_like_server()"
-
-
-class EchoPolicy(BasePolicy):
-    """A policy whose actions report what it saw: image means, state, calls since reset, seed."""
-
-    def __init__(self, chunk: int = 2, delay: float = 0.0) -> None:
-        self.spec = PolicySpec(cameras=("agentview", "robot0_eye_in_hand"), chunk=chunk)
-        self.delay = delay
-        self.calls: dict[int, int] = {}
-        self.seeds: dict[int, int | None] = {}
-
-    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
-        self.calls[slot] = 0
-        self.seeds[slot] = seed
-
-    def act(self, observations, slots=None):
-        time.sleep(self.delay)
-        slots = list(range(len(observations))) if slots is None else list(slots)
-        out = np.zeros((len(slots), self.spec.chunk, 7), dtype=np.float32)
-        for row, (slot, obs) in enumerate(zip(slots, observations)):
-            seed = self.seeds.get(slot)
-            out[row, :, 0] = obs["images"]["agentview"].mean()
-            out[row, :, 1] = obs["images"]["robot0_eye_in_hand"].mean()
-            out[row, :, 2] = obs["state"]["ee_pos"][0]
-            out[row, :, 3] = self.calls.get(slot, -1)
-            out[row, :, 4] = -1 if seed is None else seed
-            out[row, :, 5] = len(obs["instruction"])
-            out[row, :, 6] = np.arange(self.spec.chunk)
-            self.calls[slot] = self.calls.get(slot, 0) + 1
-        return out
-
-
-class DyingPolicy(BasePolicy):
-    """Zero actions, no camera; the serving process dies on act number ``die_after + 1``."""
-
-    def __init__(self, die_after: int = 2) -> None:
-        self.spec = PolicySpec(state_keys=())
-        self.die_after = die_after
-        self.acts = 0
-
-    def act(self, observations, slots=None):
-        self.acts += 1
-        if self.acts > self.die_after:
-            os._exit(3)
-        return np.zeros((len(observations), 1, 7), np.float32)
-
-
-class SlotsPolicy(BasePolicy):
-    """Zero actions whose first value is how many slots the policy holds state for."""
-
-    def __init__(self) -> None:
-        self.spec = PolicySpec(state_keys=())
-        self.held: dict[int, int] = {}
-
-    def reset(self, task: Task, slot: int = 0, seed: int | None = None) -> None:
-        self.held[slot] = 0
-
-    def release(self, slot: int) -> None:
-        self.held.pop(slot, None)
-
-    def act(self, observations, slots=None):
-        out = np.zeros((len(observations), 1, 7), np.float32)
-        out[:, 0, 0] = len(self.held)
-        return out
 
 
 def observation(value: int = 10, ee_x: float = 0.25, instruction: str = "put the bowl on the plate") -> dict:
@@ -113,68 +40,6 @@ def observation(value: int = 10, ee_x: float = 0.25, instruction: str = "put the
         },
         "instruction": instruction,
     }
-
-
-def run_openpi_like_server() -> None:
-    """A server in openpi's convention that is not vitabench: metadata without ``server``; each
-    reply's [10, 8] actions encode what arrived (image sizes, state, prompt)."""
-    from websockets.asyncio.server import serve
-
-    async def handler(connection) -> None:
-        packer = msgpack_numpy.Packer()
-        await connection.send(packer.pack({"env": "libero"}))
-        async for message in connection:
-            obs = msgpack_numpy.unpackb(message)
-            actions = np.zeros((10, 8), np.float32)
-            actions[:, 0] = obs["observation/image"].shape[0]
-            actions[:, 1] = obs["observation/wrist_image"].shape[1]
-            actions[:, 2] = obs["observation/state"].size
-            actions[:, 3] = obs["observation/state"][0]
-            actions[:, 4] = len(obs["prompt"])
-            actions[:, 5] = obs["observation/image"].dtype == np.uint8
-            actions[:, 6] = np.arange(10)
-            actions[:, 7] = 99.0
-            await connection.send(packer.pack({"actions": actions, "server_timing": {"infer_ms": 0.1}}))
-
-    async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
-            print(f"serving openpi-like on ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
-            await server.serve_forever()
-
-    asyncio.run(main())
-
-
-def launch(boot: str, *args: str) -> subprocess.Popen:
-    """Start a server process; :func:`url_of` waits until it serves."""
-    return subprocess.Popen(
-        [sys.executable, "-c", boot, str(TESTS_DIR), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def url_of(proc: subprocess.Popen) -> str:
-    line = proc.stdout.readline()
-    if not line.startswith("serving"):
-        proc.kill()
-        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
-    return line.split(" on ")[-1].strip()
-
-
-def start(boot: str, *args: str) -> tuple[subprocess.Popen, str]:
-    proc = launch(boot, *args)
-    return proc, url_of(proc)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

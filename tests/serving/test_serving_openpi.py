@@ -1,5 +1,6 @@
 """openpi's own LIBERO client against `vitabench serve`: real servers in subprocesses on 127.0.0.1,
-the real ``openpi_client``, messages built exactly as openpi's ``examples/libero/main.py`` builds them."""
+the real ``openpi_client``, messages built exactly as openpi's ``examples/libero/main.py`` builds them.
+The probe policy the conversion tests serve lives in ``served_policies``."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from openpi_client import image_tools
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from robosuite.utils.transform_utils import quat2axisangle
 
-from test_serving import BOOT_CLI, start, stop
+from served_policies import BOOT_CLI, BOOT_PROBE, ProbePolicy, start, stop
 from vitabench.api.errors import VitabenchError
-from vitabench.api.policy import BasePolicy, PolicySpec, Provenance
+from vitabench.api.policy import PolicySpec
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
 from vitabench.plugins import make_policy
@@ -22,48 +23,9 @@ from vitabench.serving import OpenpiConversion, RequestError, served_protocol
 from vitabench.policy_wrappers import ChunkExecution
 
 PROMPT = "put the black bowl on the plate"
-BOOT_PROBE = (
-    "import sys; sys.path.insert(0, sys.argv[1]); import test_serving_openpi; test_serving_openpi.serve_probe(*sys.argv[2:])"
-)
 #: End-effector orientations (robosuite's x, y, z, w); the second has w < 0 (axis-angle longer than π).
 EEF_QUATS = (np.array([0.99, 0.05, -0.10, 0.02]), np.array([0.70, 0.10, 0.10, -0.70]), np.array([0.2, -0.9, 0.1, 0.3]))
 CAMERA_KEYS = {"agentview": "observation/image", "robot0_eye_in_hand": "observation/wrist_image"}
-
-
-class ProbePolicy(BasePolicy):
-    """Reports what it was given: row 0 the state values in ``state_keys`` order, row 1 the first
-    camera's height and width and the means of its top-left and bottom-right quadrants. Raises on
-    any state key or camera it did not ask for."""
-
-    def __init__(
-        self, state_keys: str = "ee_quat,ee_axis_angle", cameras: str = "agentview", trained_protocol: dict | None = None
-    ) -> None:
-        keys = tuple(filter(None, state_keys.split(",")))
-        self.spec = PolicySpec(cameras=tuple(cameras.split(",")), state_keys=keys, chunk=2)
-        self.provenance = Provenance(trained_protocol=trained_protocol)
-
-    def act(self, observations, slots=None):
-        out = np.zeros((len(observations), 2, 7), np.float32)
-        for row, obs in enumerate(observations):
-            if set(obs["state"]) != set(self.spec.state_keys) or set(obs["images"]) != set(self.spec.cameras):
-                raise ValueError(f"probe got state {sorted(obs['state'])} and images {sorted(obs['images'])}")
-            values = np.concatenate([np.asarray(obs["state"][k], np.float32).reshape(-1) for k in self.spec.state_keys])
-            out[row, 0, : min(7, values.size)] = values[:7]
-            image = obs["images"][self.spec.cameras[0]]
-            h, w = image.shape[:2]
-            out[row, 1, :4] = [h, w, image[: h // 2, : w // 2].mean(), image[h // 2 :, w // 2 :].mean()]
-        return out
-
-
-def serve_probe(protocol: str, client_orientation: str, state_keys: str, cameras: str) -> None:
-    """Serve a :class:`ProbePolicy` on a free port under ``protocol`` (run in a subprocess)."""
-    from vitabench.serving import PolicyServer
-
-    policy = ProbePolicy(state_keys, cameras)
-    server = PolicyServer(
-        policy, name="probe", port=0, protocol=load_protocol(protocol), client_orientation=client_orientation
-    )
-    server.serve_forever(on_ready=lambda url: print(f"serving probe on {url}", flush=True))
 
 
 def libero_obs(step: int, quat: np.ndarray, resolution: int = 256) -> dict[str, np.ndarray]:
