@@ -6,8 +6,10 @@ runner, ...); tests of a top-level module (``vitabench/stats.py``, ``geometry.py
 folders (``cli_in_process``, ``still_env``, ``report_runs``) live here too: pytest puts
 ``tests/`` on ``sys.path`` (``pythonpath`` in pyproject.toml), so they import by name and
 spawned env workers, which inherit ``sys.path``, import fakes named by entry point
-(``still_env:StillEnv``). A test module that names its own fakes (``test_runner:FaultyEnv``)
-is importable from its folder, which pytest puts on ``sys.path`` as it imports the module.
+(``still_env:StillEnv``). Fakes of one folder's tests sit beside them (``faults:FaultyEnv``,
+``served_policies:EchoPolicy``), importable from that folder, which pytest puts on ``sys.path``
+as it imports the test modules there; what a spawned worker or a server process imports stays
+light (numpy, vitabench's api), not a test module and everything it imports.
 
 Marker ``sim``: the test builds a simulator (a LIBERO env, directly, in env workers, in Ray
 actors or through a ``vitabench`` run in a subprocess; or franky-sim). The fast loop leaves them out:

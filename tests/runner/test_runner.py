@@ -1,7 +1,7 @@
 """Runner behaviour that needs no simulator: option parsing, fault handling, resume rules, videos.
 
-Faults are injected through ``FaultyEnv``, a small Gymnasium-style env whose tasks raise, hang
-or succeed at chosen steps; the worker processes that run it are the real ones (spawned,
+Faults are injected through ``FaultyEnv`` (``faults.py``), a small Gymnasium-style env whose tasks
+raise, hang or succeed at chosen steps; the worker processes that run it are the real ones (spawned,
 piped, killed and replaced exactly as with LIBERO). LIBERO end-to-end checks are in
 ``test_runner_libero.py``.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
-from vitabench.api import BasePolicy, PolicySpec, Suite, Task, VitabenchError
+from faults import load_faulty_suite  # noqa: F401  (test_runner:load_faulty_suite: test_runner_ray's Ray actors name it)
+from vitabench.api import BasePolicy, PolicySpec, Task, VitabenchError
 from vitabench.cli.policy_options import parse_policy_args
 from vitabench.cli.run import parse_tasks
 from vitabench.plugins import POLICIES, SUITES
@@ -31,73 +31,7 @@ from vitabench.runner.video import VideoMode
 
 VENV_PYTHON = sys.executable
 
-# -- a suite whose environment fails on purpose ------------------------------------------------
-
-#: task id -> (fault, init state that triggers it, step at which it triggers)
-FAULTS: dict[int, tuple[str, int, int]] = {
-    0: ("none", -1, 0),
-    1: ("raise", 1, 2),
-    2: ("hang", 0, 2),
-    3: ("exit", 1, 2),
-    4: ("slow", -1, 0),  # 50 ms per step, every episode
-}
-
-
-class FaultyEnv:
-    """Deterministic toy env: success at step 3 from even init states; faults per ``FAULTS``."""
-
-    def __init__(self, task: Task, protocol: Any, *, cameras=(), resolution=None, state_keys=(), privileged=False, max_steps=None) -> None:
-        self.task, self.cameras, self.resolution = task, tuple(cameras), resolution or 16
-        self.max_steps = max_steps or 10
-        self.init_state, self.steps, self.position = 0, 0, 0.0
-
-    def _obs(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {
-            "state": {"ee_pos": np.array([self.init_state, self.steps, self.position], dtype=np.float32)},
-            "instruction": self.task.instruction,
-        }
-        if self.cameras:
-            shade = np.uint8(20 * self.steps % 255)
-            obs["images"] = {c: np.full((self.resolution, self.resolution, 3), shade, np.uint8) for c in self.cameras}
-        return obs
-
-    def reset(self, seed=None, options=None):
-        self.init_state, self.steps, self.position = int((options or {}).get("init_state", 0)), 0, 0.0
-        return self._obs(), {"success": False, "steps": 0}
-
-    def step(self, action):
-        fault, init_state, at_step = FAULTS[self.task.task_id]
-        if fault == "slow":
-            time.sleep(0.05)
-        self.steps += 1
-        self.position += float(np.asarray(action).sum())
-        if self.init_state == init_state and self.steps == at_step:
-            if fault == "raise":
-                raise RuntimeError("simulated simulator failure")
-            if fault == "hang":
-                time.sleep(3600)
-            if fault == "exit":
-                os.kill(os.getpid(), signal.SIGKILL)
-        success = self.init_state % 2 == 0 and self.steps == 3
-        return self._obs(), float(success), success, self.steps >= self.max_steps, {"success": success, "steps": self.steps}
-
-    def close(self) -> None:
-        pass
-
-
-def load_faulty_suite(name: str) -> Suite:
-    tasks = tuple(Task(name, i, f"task_{i}_{FAULTS[i][0]}", f"do task {i}", n_init_states=4) for i in FAULTS)
-    return Suite(name=name, steps_key="libero_object", tasks=tasks, env_entry_point="test_runner:FaultyEnv")
-
-
-class NanPolicy(BasePolicy):
-    """NaN actions for every slot: the runner must record errors, not crash."""
-
-    spec = PolicySpec(state_keys=("ee_pos",))
-
-    def act(self, observations: Sequence[Any], slots: Sequence[int] | None = None) -> np.ndarray:
-        return np.full((len(observations), 1, 7), np.nan, dtype=np.float32)
-
+# -- a suite whose environment fails on purpose (faults.py: FaultyEnv, load_faulty_suite), bad policies --
 
 class ShapePolicy(BasePolicy):
     """Returns actions of the wrong shape."""
@@ -138,8 +72,8 @@ class CountingPolicy(BasePolicy):
 
 @pytest.fixture(autouse=True, scope="module")
 def _registered() -> None:
-    SUITES.register("faulty", "test_runner:load_faulty_suite")
-    POLICIES.register("nan_test", "test_runner:NanPolicy")
+    SUITES.register("faulty", "faults:load_faulty_suite")
+    POLICIES.register("nan_test", "faults:NanPolicy")
     POLICIES.register("shape_test", "test_runner:ShapePolicy")
     POLICIES.register("counting_test", "test_runner:CountingPolicy")
     POLICIES.register("raising_test", "test_runner:RaisingPolicy")
@@ -237,8 +171,8 @@ CLI = [
     (
         "import sys; sys.path.insert(0, %r);"
         "from vitabench.plugins import POLICIES, SUITES;"
-        "SUITES.register('faulty', 'test_runner:load_faulty_suite');"
-        "POLICIES.register('nan_test', 'test_runner:NanPolicy');"
+        "SUITES.register('faulty', 'faults:load_faulty_suite');"
+        "POLICIES.register('nan_test', 'faults:NanPolicy');"
         "from vitabench.cli import main; main()"
     )
     % str(Path(__file__).parent),
