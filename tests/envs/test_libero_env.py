@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from cli_in_process import vitabench_in_process
 from gymnasium.utils.env_checker import check_env
 from robosuite.utils.binding_utils import MjSim
 
@@ -161,14 +162,16 @@ def test_success_at_end_rule_never_terminates_early() -> None:
 
 
 def test_list_suites_json() -> None:
-    out = subprocess.run([sys.executable, "-m", "vitabench", "list", "suites", "--json"], capture_output=True, text=True, check=True)
+    out = vitabench_in_process("list", "suites", "--json")
+    assert out.returncode == 0, out.stderr
     suites = {s["name"]: (s["n_tasks"], s["init_states_per_task"]) for s in json.loads(out.stdout) if s["name"].startswith("libero")}
     assert suites == {
         "libero_spatial": (10, 50), "libero_object": (10, 50), "libero_goal": (10, 50),
         "libero_long": (10, 50), "libero_90": (90, 50),
     }
-    alias = subprocess.run([sys.executable, "-m", "vitabench", "list", "tasks", "libero_10", "--json"], capture_output=True, text=True, check=True)
-    assert len(json.loads(alias.stdout)) == 10
+    alias = vitabench_in_process("list", "tasks", "libero_10", "--json")
+    assert alias.returncode == 0 and len(json.loads(alias.stdout)) == 10
+    # a real process: the exit code, and nothing else on stderr
     bad = subprocess.run([sys.executable, "-m", "vitabench", "list", "tasks", "libero_100"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert bad.stderr.startswith("error: unknown suite 'libero_100'; known: libero_90, libero_goal, libero_long, libero_object, libero_spatial")

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_in_process import vitabench_in_process
 from released_weights import (
     SEER_SIZES,
     VITA_SIZES,
@@ -225,14 +224,13 @@ def test_missing_encoders_and_an_existing_output_are_refused(seer_files, convert
 
 
 def test_the_command_line_converts_and_reports_bad_input_in_one_line(seer_files, tmp_path):
-    vitabench = str(Path(sys.executable).parent / "vitabench")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ok = subprocess.run([vitabench, "convert", "seer", str(seer_files["checkpoint"]), str(tmp_path / "t"), "--mae", str(seer_files["mae"]),
-                         "--clip", str(seer_files["clip"]), "--heads", "4"], capture_output=True, text=True, timeout=300, env=env)
+    # the CLI in this process: exit codes, stdout and stderr as a shell sees them, without a
+    # fresh interpreter importing torch twice
+    ok = vitabench_in_process("convert", "seer", str(seer_files["checkpoint"]), str(tmp_path / "t"), "--mae", str(seer_files["mae"]),
+                              "--clip", str(seer_files["clip"]), "--heads", "4")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "tensors placed" in ok.stdout and "never called by SeerAgent.forward" in ok.stdout
-    bad = subprocess.run([vitabench, "convert", "seer", str(seer_files["mae"]), str(tmp_path / "u")], capture_output=True, text=True,
-                         timeout=300, env=env)
+    bad = vitabench_in_process("convert", "seer", str(seer_files["mae"]), str(tmp_path / "u"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a Seer checkpoint" in bad.stderr
     assert not (tmp_path / "u").exists()
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_in_process import vitabench_in_process
 from shipped_checkpoints import assert_solves_held_out_episode, assert_trained_open_loop, committed_ablation_rows, vitabench
 
 SHIPPED = "vita_vla_libero_object"
@@ -63,7 +64,7 @@ def test_the_shipped_student_is_trained(shipped: tuple) -> None:
 
 def test_vita_vla_without_a_checkpoint_names_the_shipped_student(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = vitabench("run", "--policy", "vita_vla", "--suite", "libero_long", "--out", str(out))
+    done = vitabench_in_process("run", "--policy", "vita_vla", "--suite", "libero_long", "--out", str(out))
     assert done.returncode != 0
     assert f"shipped checkpoints: {SHIPPED};" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not out.exists()  # nothing half-written

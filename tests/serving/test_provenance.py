@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_in_process import vitabench_in_process
 from served_policies import BOOT_CLI, start, stop
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import policy_provenance
@@ -36,7 +34,6 @@ TRAINED = load_protocol("distill_64")  # 64 px raw images, 5 settle steps of zer
 MODELS = ("teacher", "vita_vla")
 #: variant -> (model it holds, how it is wrapped)
 VARIANTS = {f"{model}{how}": (model, how) for model in MODELS for how in ("", "+ensemble", "+pva")}
-CLI = str(Path(sys.executable).parent / "vitabench")
 
 
 # -- a suite on a camera env for model policies, no simulator (still_env:CameraEnv) -------------------
@@ -111,15 +108,23 @@ def test_every_model_policy_is_refused_under_a_protocol_that_observes_otherwise(
     assert served_protocol(policy) == TRAINED  # served without --protocol: the trained one
 
 
-def test_vitabench_serve_refuses_and_a_served_checkpoint_is_refused_by_run(checkpoints, tmp_path):
-    """The CLI server refuses another protocol with exit 2; one serving the checkpoint's own protocol
-    hands its provenance to `remote` clients, so `vitabench run` refuses them like the checkpoint."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    serve = [CLI, "serve", "--policy", "vita_vla", "--policy-arg", f"checkpoint={checkpoints['vita_vla']}", "--policy-arg", "device=cpu"]
-    refused = subprocess.run([*serve, "--protocol", "vita_vla_128", "--port", "0"], capture_output=True, text=True, timeout=300, env=env)
+def test_vitabench_serve_refuses_another_protocol_in_one_line(checkpoints, monkeypatch):
+    """The CLI server refuses a protocol that observes otherwise: exit 2, the difference on stderr,
+    nothing served (run here in process; the served checkpoint below is a real server process)."""
+    def serving(*args, **kwargs):
+        raise AssertionError("vitabench serve started serving instead of refusing the protocol")
+
+    monkeypatch.setattr(PolicyServer, "serve_forever", serving)
+    refused = vitabench_in_process("serve", "--policy", "vita_vla", "--policy-arg", f"checkpoint={checkpoints['vita_vla']}",
+                                   "--policy-arg", "device=cpu", "--protocol", "vita_vla_128", "--port", "0")
     assert refused.returncode == 2 and "resolution 64 vs 128" in refused.stderr and refused.stdout == ""
 
-    proc, url = start(BOOT_CLI, *serve[1:], "--port", "0")
+
+def test_a_served_checkpoint_is_refused_by_run(checkpoints, tmp_path):
+    """A server of the checkpoint under its own protocol hands its provenance to `remote` clients,
+    so `vitabench run` refuses them like the checkpoint."""
+    serve = ["serve", "--policy", "vita_vla", "--policy-arg", f"checkpoint={checkpoints['vita_vla']}", "--policy-arg", "device=cpu"]
+    proc, url = start(BOOT_CLI, *serve, "--port", "0")
     try:
         remote = make_policy("remote", url=url)
         served = policy_provenance(remote)
