@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from scipy.stats import binomtest, norm
 
 from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 
 
 def wilson_by_hand(k: int, n: int, confidence: float) -> tuple[float, float]:
     """The Wilson score interval written out from its textbook form, z from scipy."""
+    from scipy.stats import norm  # imported where used: scipy.stats costs a collecting process most of a second
+
     z = norm.ppf(1 - (1 - confidence) / 2)
     p = k / n
     denominator = 1 + z**2 / n
@@ -52,6 +53,8 @@ def test_wilson_rejects_impossible_counts(bad: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("b,c", [(0, 1), (1, 0), (0, 5), (5, 0), (3, 7), (7, 3), (10, 2), (4, 4), (12, 30), (0, 40), (40, 0)])
 def test_mcnemar_equals_binomial_test_on_discordant_pairs(b: int, c: int) -> None:
+    from scipy.stats import binomtest
+
     n = b + c
     assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, n, 0.5).pvalue, rel=1e-12)
     assert mcnemar_exact(b, c, "greater") == pytest.approx(binomtest(b, n, 0.5, alternative="greater").pvalue, rel=1e-12)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scipy.stats import binomtest
 
 from report_runs import first_k, write_run
 from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
@@ -45,6 +44,8 @@ def test_bad_specs_are_one_clear_error(tmp_path, body: str, message: str) -> Non
 
 
 def test_table_deltas_and_paired_mcnemar(tmp_path) -> None:
+    from scipy.stats import binomtest  # imported where used: scipy.stats costs a collecting process most of a second
+
     reference = write_run(tmp_path / "ref", "full", "libero_object", first_k(8))
     weaker = write_run(tmp_path / "weak", "no_state", "libero_object", first_k(3))
     # Errors are left out of the pairs: episode 0 of each task errored in this variant.
