@@ -12,9 +12,12 @@ as it imports the test modules there; what a spawned worker or a server process 
 light (numpy, vitabench's api), not a test module and everything it imports.
 
 Marker ``sim``: the test builds a simulator (a LIBERO env, directly, in env workers, in Ray
-actors or through a ``vitabench`` run in a subprocess; or franky-sim). The fast loop leaves them out:
+actors or through a ``vitabench`` run in a subprocess; or franky-sim). Marker ``model``: the test
+builds, loads, trains or serves a model on transformers (a teacher, a student, PVA's CLIP; in
+this process, a server or a CLI process): a process's first one imports transformers' model code
+(about 5 CPU-s), each model costs seconds more. The fast loop leaves both out, in two processes:
 
-    pytest -m "not sim"
+    pytest -m "not sim and not model" -n 2 --dist loadfile
 """
 
 from __future__ import annotations

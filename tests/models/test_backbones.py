@@ -29,6 +29,7 @@ from vitabench.training.lineage import write_lineage
 from vitabench.training.loop import TrainSettings
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.model  # every test builds or loads a student (or its teacher)
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 INSTRUCTION = "put both the alphabet soup and the tomato sauce in the basket"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

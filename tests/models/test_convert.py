@@ -56,6 +56,7 @@ def load_teacher(directory: Path):
     return make_policy("teacher", checkpoint=str(directory), device="cpu").model
 
 
+@pytest.mark.model
 def test_every_seer_tensor_is_placed_or_named_unused_and_none_left_over(converted):
     report = json.loads((converted / REPORT_FILE).read_text())
     sources = set(seer_state()) | {f"vision_encoder.{n}" for n in mae_state()} | {f"clip_model.{n}" for n in clip_state()}
@@ -74,6 +75,7 @@ def test_every_seer_tensor_is_placed_or_named_unused_and_none_left_over(converte
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
 
 
+@pytest.mark.model
 def test_tensors_land_transformed_as_seer_stores_them(converted):
     source, mae, clip = seer_state(), mae_state(), clip_state()
     weights = load_teacher(converted).state_dict()
@@ -89,6 +91,7 @@ def test_tensors_land_transformed_as_seer_stores_them(converted):
     torch.testing.assert_close(weights["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.bias"], bias_q)
 
 
+@pytest.mark.model
 def test_one_gpt2_layer_and_the_resampler_compute_seers_formula(converted):
     source = seer_state()
     model = load_teacher(converted).eval()
@@ -136,6 +139,7 @@ def seer_reference_features(batch: FrameBatch, source: dict, mae: dict, clip: di
     return x.view(rows, frames, per, -1)[:, :, -s["chunk"]:]
 
 
+@pytest.mark.model
 def test_the_converted_teacher_computes_seers_forward_pass(converted):
     """Actions of the converted teacher == Seer's forward written from its code, on Seer's tensors
     (MAE and CLIP included): the whole mapping, the layout and the formulas at once."""
@@ -156,6 +160,7 @@ def test_the_converted_teacher_computes_seers_forward_pass(converted):
     torch.testing.assert_close(model(batch).actions.arm.detach(), arm, atol=2e-4, rtol=1e-3)
 
 
+@pytest.mark.model
 def test_a_checkpoint_holding_everything_converts_alone_and_checks_the_fixed_tensors(tmp_path):
     files = write_seer_files(tmp_path / "all", everything=True)
     report = convert_seer(files["checkpoint"], tmp_path / "out", heads=SEER_SIZES["heads"])
@@ -170,6 +175,7 @@ def test_a_checkpoint_holding_everything_converts_alone_and_checks_the_fixed_ten
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.model
 def test_the_converted_teacher_acts_and_distils_like_any_teacher(converted, seer_files, tmp_path):
     from test_seer import write_demos
 
@@ -213,6 +219,7 @@ def test_a_file_that_is_not_a_seer_checkpoint_is_named_in_one_line(tmp_path, mak
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pth"]  # nothing written, no staging left
 
 
+@pytest.mark.model
 def test_missing_encoders_and_an_existing_output_are_refused(seer_files, converted, tmp_path):
     with pytest.raises(VitabenchError, match="holds no vision_encoder .* accepted: --mae"):
         convert_seer(seer_files["checkpoint"], tmp_path / "out", clip=seer_files["clip"])
@@ -223,6 +230,7 @@ def test_missing_encoders_and_an_existing_output_are_refused(seer_files, convert
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.model
 def test_the_command_line_converts_and_reports_bad_input_in_one_line(seer_files, tmp_path):
     # the CLI in this process: exit codes, stdout and stderr as a shell sees them, without a
     # fresh interpreter importing torch twice
@@ -245,6 +253,7 @@ def vita(tmp_path_factory) -> tuple[Path, dict, Path]:
     return directory, tensors, out
 
 
+@pytest.mark.model
 def test_vita15_becomes_an_internvl_directory_with_every_tensor_placed(vita):
     from safetensors import safe_open
 
@@ -263,6 +272,7 @@ def test_vita15_becomes_an_internvl_directory_with_every_tensor_placed(vita):
     assert processor["size"] == {"height": 56, "width": 56} and processor["image_mean"] == [0.485, 0.456, 0.406]
 
 
+@pytest.mark.model
 def test_the_internvl_directory_computes_vitas_image_features_and_keeps_its_language_model(vita):
     from vitabench.models.backbones import load_backbone
 
@@ -279,6 +289,7 @@ def test_the_internvl_directory_computes_vitas_image_features_and_keeps_its_lang
     torch.testing.assert_close(weights["lm_head.weight"], tensors["lm_head.weight"])
 
 
+@pytest.mark.model
 def test_vita15_bad_input_is_one_line_and_writes_nothing(vita, tmp_path):
     directory, _, _ = vita
     with pytest.raises(VitabenchError, match="not a VITA-1.5 directory: .* has model_type 'internvl'; accepted: vita-Qwen2"):
@@ -295,6 +306,7 @@ def test_vita15_bad_input_is_one_line_and_writes_nothing(vita, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]
 
 
+@pytest.mark.model
 def test_vita15_image_size_option_sets_what_the_student_feeds_it(vita, tmp_path):
     directory, _, _ = vita
     convert_vita15(directory, tmp_path / "small", image_size=28)
@@ -304,6 +316,7 @@ def test_vita15_image_size_option_sets_what_the_student_feeds_it(vita, tmp_path)
 
 
 @pytest.mark.sim
+@pytest.mark.model
 def test_a_converted_seer_teacher_steps_a_real_libero_env(converted):
     import libero  # noqa: F401  (the simulator stack this test needs)
 

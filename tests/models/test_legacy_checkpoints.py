@@ -21,6 +21,7 @@ from vitabench.models.runtime import ModelPolicy
 from vitabench.plugins import make_policy
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.model  # every test builds or loads a teacher or student
 GOLDEN = json.loads((Path(__file__).parents[1] / "data" / "pre_seer_golden.json").read_text())
 TASK = Task("libero_object", 0, "t", "pick up the alphabet soup and place it in the basket", 50)
 INSTRUCTIONS = ("pick up the alphabet soup and place it in the basket", "put the bowl on the plate")

@@ -30,6 +30,7 @@ INSTRUCTIONS = ("open the middle drawer of the cabinet", "put the bowl on the pl
 RAW = {"teacher": {}, "vita_vla": {"ensemble": "none"}}  # the model policy without ensembling
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.model  # every test builds or loads a teacher or student
 
 
 def observation(rng: np.random.Generator, instruction: str, size: int = 64) -> dict:

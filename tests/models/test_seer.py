@@ -38,6 +38,7 @@ def tiny_seer(**overrides) -> SeerTeacherModel:
     return TeacherModel.build(dataclasses.replace(TEACHER_PRESETS["seer_tiny"], **overrides)).eval()
 
 
+@pytest.mark.model
 def test_seer_preset_has_seer_large_shapes_and_acts_on_cpu():
     torch.manual_seed(0)
     model = TeacherModel.build(TEACHER_PRESETS["seer"]).eval()
@@ -64,6 +65,7 @@ def test_seer_preset_has_seer_large_shapes_and_acts_on_cpu():
     assert prediction.output.action_features.shape == (1, 1, 3, d) and prediction.images.shape == (1, 2, 196, 768)
 
 
+@pytest.mark.model
 def test_attention_layout_is_seers():
     model = tiny_seer()
     layout = model.layout
@@ -74,11 +76,13 @@ def test_attention_layout_is_seers():
     assert torch.equal(without.attention(3), seer_reference_mask(3, without.context, 0, without.chunk) == 0)
 
 
+@pytest.mark.model
 def test_foresight_decoder_positions_are_maes_sine_cosine():
     model = tiny_seer()
     torch.testing.assert_close(model.foresight_decoder.positions, mae_sincos_positions(64, 4, 16), atol=1e-6, rtol=0)
 
 
+@pytest.mark.model
 def test_a_frame_ignores_later_frames_and_padding_changes_nothing():
     model = tiny_seer()
     batch = frame_batch(rows=2, frames=3)
@@ -95,6 +99,7 @@ def test_a_frame_ignores_later_frames_and_padding_changes_nothing():
         assert not model(padded).action_features[0, 2].any()
 
 
+@pytest.mark.model
 def test_foresight_loss_is_seers_formula():
     """0.5 × (MSE primary + MSE wrist) against MAE's patchify of the image, each patch normalised
     (mean, unbiased variance + 1e-6), computed here with numpy."""
@@ -158,6 +163,7 @@ def test_foresight_windows_carry_the_image_k_steps_later_shifted_like_the_frames
             assert torch.equal(batch.future_images["agentview"][0], torch.from_numpy(windows.images["agentview"][0][3]))
 
 
+@pytest.mark.model
 def test_training_the_seer_teacher_with_foresight_saves_a_loadable_checkpoint(tmp_path):
     from vitabench.plugins import make_policy
     from vitabench.training.teacher import train_teacher
@@ -205,6 +211,7 @@ def write_encoder_dirs(directory: Path) -> tuple[Path, Path]:
     return directory / "clip", directory / "mae"
 
 
+@pytest.mark.model
 def test_pretrained_encoders_are_loaded_and_frozen_when_given(tmp_path):
     from transformers import CLIPTextModelWithProjection, ViTMAEModel
 
@@ -248,6 +255,7 @@ def test_bad_seer_configs_are_named_in_one_line(changes, message):
         dataclasses.replace(TEACHER_PRESETS["seer_tiny"], **changes)
 
 
+@pytest.mark.model
 def test_the_vitabench_teacher_refuses_an_image_encoder_directory_and_a_seer_config():
     with pytest.raises(VitabenchError, match="image_encoder_dir needs architecture='seer'"):
         TeacherModel.build(TEACHER_PRESETS["tiny"], image_encoder_dir="somewhere")

@@ -34,6 +34,7 @@ def shipped() -> tuple:
     return saved, load_model(saved, StudentConfig, StudentModel.from_saved)
 
 
+@pytest.mark.model
 def test_the_listing_shows_what_the_shipped_weights_measured(shipped: tuple) -> None:
     saved, _ = shipped
     listed = vitabench("list", "checkpoints", "--json")
@@ -46,6 +47,7 @@ def test_the_listing_shows_what_the_shipped_weights_measured(shipped: tuple) -> 
     assert card["protocol"] == saved.protocol["ref"]
 
 
+@pytest.mark.model
 def test_the_student_descends_from_the_shipped_teacher_through_both_stages(shipped: tuple) -> None:
     from vitabench.models.checkpoint import resolve_checkpoint
 
@@ -58,6 +60,7 @@ def test_the_student_descends_from_the_shipped_teacher_through_both_stages(shipp
     assert model.config.train_vision and model.config.state_encoder and model.config.action_token
 
 
+@pytest.mark.model
 def test_the_shipped_student_is_trained(shipped: tuple) -> None:
     assert_trained_open_loop(*shipped, ARM_MAE_BOUND)
 
@@ -72,6 +75,7 @@ def test_vita_vla_without_a_checkpoint_names_the_shipped_student(tmp_path: Path)
 
 @pytest.mark.sim
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_shipped_student_solves_a_held_out_episode_by_name(tmp_path: Path, shipped: tuple) -> None:
     assert_solves_held_out_episode("vita_vla", SHIPPED, shipped[0], tmp_path)
 

@@ -30,6 +30,7 @@ def shipped() -> tuple:
     return saved, load_model(saved, TeacherConfig, TeacherModel.from_saved)
 
 
+@pytest.mark.model
 def test_the_listing_shows_what_the_shipped_weights_measured(shipped: tuple) -> None:
     saved, _ = shipped
     listed = vitabench("list", "checkpoints", "--json")
@@ -46,12 +47,14 @@ def test_the_listing_shows_what_the_shipped_weights_measured(shipped: tuple) -> 
     assert lineage["stages"][-1]["stage"] == "ship" and lineage["stages"][-1]["weights_hash"] == saved.weights_hash
 
 
+@pytest.mark.model
 def test_the_shipped_teacher_is_trained(shipped: tuple) -> None:
     assert_trained_open_loop(*shipped, ARM_MAE_BOUND)
 
 
 @pytest.mark.sim
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_shipped_teacher_solves_a_held_out_episode_by_name(tmp_path: Path, shipped: tuple) -> None:
     assert_solves_held_out_episode("teacher", SHIPPED, shipped[0], tmp_path)
 

@@ -49,6 +49,7 @@ def test_rendered_images_pair_scenes_across_domains(images: DomainImages) -> Non
     assert np.abs(canonical.images.astype(int) - warm.images.astype(int)).mean() > 5
 
 
+@pytest.mark.model
 def test_clip_loads_from_a_local_directory_with_the_real_vocabulary(tmp_path: Path) -> None:
     clip = load_clip(build_clip(tmp_path / "clip", "tiny"))
     assert clip.tokenize(["a robot"])[0, :4].tolist() == [49406, 320, 8797, 49407]  # CLIP's own ids
@@ -60,6 +61,7 @@ def test_clip_loads_from_a_local_directory_with_the_real_vocabulary(tmp_path: Pa
 
 
 @pytest.mark.sim
+@pytest.mark.model
 def test_three_stages_losses_fall(images: DomainImages, tmp_path: Path) -> None:
     trained = train_clip(images, tmp_path / "clip", size="tiny", steps=40, batch=12, lr=2e-3)
     assert _falls(trained.losses)
@@ -107,6 +109,7 @@ def test_every_camera_image_goes_through_the_aligner(images: DomainImages) -> No
 
 
 @pytest.mark.sim
+@pytest.mark.model
 def test_aligner_wrapper_runs_in_vitabench_run_under_a_domain(tmp_path: Path) -> None:
     Aligner().save(tmp_path / "aligner")
     out = tmp_path / "run"

@@ -80,6 +80,7 @@ def trained_record(protocol: Any) -> dict[str, str]:
 
 
 # -- every model policy carries its provenance, refused in process and served ---------------------------
+@pytest.mark.model
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_model_policy_is_refused_under_a_protocol_that_observes_otherwise(variant, checkpoints, aligner, tmp_path):
     model, how = VARIANTS[variant]
@@ -108,6 +109,7 @@ def test_every_model_policy_is_refused_under_a_protocol_that_observes_otherwise(
     assert served_protocol(policy) == TRAINED  # served without --protocol: the trained one
 
 
+@pytest.mark.model
 def test_vitabench_serve_refuses_another_protocol_in_one_line(checkpoints, monkeypatch):
     """The CLI server refuses a protocol that observes otherwise: exit 2, the difference on stderr,
     nothing served (run here in process; the served checkpoint below is a real server process)."""
@@ -120,6 +122,7 @@ def test_vitabench_serve_refuses_another_protocol_in_one_line(checkpoints, monke
     assert refused.returncode == 2 and "resolution 64 vs 128" in refused.stderr and refused.stdout == ""
 
 
+@pytest.mark.model
 def test_a_served_checkpoint_is_refused_by_run(checkpoints, tmp_path):
     """A server of the checkpoint under its own protocol hands its provenance to `remote` clients,
     so `vitabench run` refuses them like the checkpoint."""
@@ -168,6 +171,7 @@ def test_a_trained_protocol_of_unknown_fields_accepts_only_its_derivations():
         check_trained_protocol(recorded, load_protocol("standard"))
 
 
+@pytest.mark.model
 def test_records_carry_the_provenance(checkpoints, aligner, tmp_path):
     name, args = policy_args("vita_vla+ensemble", checkpoints, aligner)
     out = run_evaluation(name, args, "provenance_toy", episodes_per_task=1, protocol=TRAINED, max_steps=2, out=tmp_path / "run").run_dir

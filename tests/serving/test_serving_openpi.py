@@ -104,7 +104,8 @@ def close_enough(a: np.ndarray, b: np.ndarray) -> bool:
     return np.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(scope="module", params=["teacher", "vita_vla"])
+#: `vitabench serve` of each model policy, a process that imports transformers and builds the model
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.model) for name in ("teacher", "vita_vla")])
 def served_model(request) -> Iterator[tuple[str, str]]:
     proc, url = start(BOOT_CLI, "serve", "--policy", request.param, "--policy-arg", "preset=tiny", "--port", "0")
     yield request.param, url

@@ -221,6 +221,7 @@ def _train(model, data: Path, out: Path, settings: TrainSettings, *, resume: boo
     return train(model, loss_fn, windows, settings, out, resume=resume, label="test", quiet=True)
 
 
+@pytest.mark.model
 def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path: Path) -> None:
     """One seed gives one loss curve; a run killed after its periodic state and resumed ends with
     the weights of an uninterrupted run."""
@@ -246,6 +247,7 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path: Path) -> None
         torch.testing.assert_close(value, other, msg=name)
 
 
+@pytest.mark.model
 def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
     """Stage 1 trains only token/state encoder/mapper; freeze-VLM leaves the LLM as stage 1 left it;
     only-ft starts from the teacher's decoder; lineage names each variant; mismatched data or

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.sim]
+pytestmark = [pytest.mark.slow, pytest.mark.sim, pytest.mark.model]
 
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": "1"}
 TRAIN = ["--steps", "40", "--batch-size", "4", "--lr", "1e-3", "--seed", "0", "--checkpoint-every", "20"]
