@@ -23,7 +23,7 @@ FAULTS: dict[int, tuple[str, int, int]] = {
     1: ("raise", 1, 2),
     2: ("hang", 0, 2),
     3: ("exit", 1, 2),
-    4: ("slow", -1, 0),  # 50 ms per step, every episode
+    4: ("slow", -1, 0),  # 50 ms per step, every episode (FAULTY_SLOW_STEP_S in the worker's environment: another delay)
 }
 
 
@@ -52,7 +52,7 @@ class FaultyEnv:
     def step(self, action):
         fault, init_state, at_step = FAULTS[self.task.task_id]
         if fault == "slow":
-            time.sleep(0.05)
+            time.sleep(float(os.environ.get("FAULTY_SLOW_STEP_S", "0.05")))
         self.steps += 1
         self.position += float(np.asarray(action).sum())
         if self.init_state == init_state and self.steps == at_step:
