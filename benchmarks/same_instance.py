@@ -51,7 +51,6 @@ import numpy as np
 from vitabench.api.protocol import load_protocol
 from vitabench.plugins import get_suite
 from vitabench.runner import LocalExecutor, run_evaluation
-from vitabench.runner import worker as worker_module
 from vitabench.runner.executor import LockstepLoop
 from vitabench.runner.store import RunStore
 from vitabench.runner.worker import EnvHost, WorkerProcess
@@ -70,6 +69,11 @@ class Block:
     wall_s: list[float]
     cpu_s: list[float]
     digests: tuple[str, ...] = field(default=())
+
+
+def later(blocks: list[Block], field: str) -> list[float]:
+    """Every episode but the first of each block."""
+    return [t for block in blocks for t in getattr(block, field)[1:]]
 
 
 def process_cpu(pid: int) -> float:
@@ -150,31 +154,20 @@ class RawLoopHost(EnvHost):
         return ("raw", block.wall_s, block.cpu_s)
 
 
-def shared_worker_main(conn: Any) -> None:
-    """The runner's worker loop, unchanged, with :class:`RawLoopHost` as its host (this is the
-    worker process's own copy of ``vitabench.runner.worker``)."""
-    worker_module.EnvHost = RawLoopHost
-    worker_module.worker_main(conn)
-
-
 class SharedWorker(WorkerProcess):
-    """An env worker process (:func:`shared_worker_main`) that outlives runs: the runner's
+    """An env worker process answering with :class:`RawLoopHost` that outlives runs: the runner's
     ``close`` at the end of a run leaves it and its env for the next run or raw block; ``kill``
     (a failed run) still replaces it. :meth:`shutdown` ends it."""
+
+    host_type = RawLoopHost
 
     def __init__(self, slot: int = 0) -> None:
         super().__init__(slot)
         self.starts = 0
 
-    def send(self, message: tuple) -> None:
-        if self._process is None:  # WorkerProcess.send's start, with this target
-            parent, child = self._context.Pipe(duplex=True)
-            process = self._context.Process(target=shared_worker_main, args=(child,), name=f"vitabench-env-{self.slot}", daemon=True)
-            process.start()
-            child.close()
-            self._process, self.conn = process, parent
-            self.starts += 1
-        super().send(message)
+    def _start(self) -> None:
+        super()._start()
+        self.starts += 1
 
     def close(self, timeout: float = 10.0) -> None:
         pass

@@ -36,7 +36,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from same_instance import SUITE, Block, SharedWorker, harness
+from same_instance import SUITE, Block, SharedWorker, harness, later
 
 from vitabench.api import PolicySpec
 from vitabench.api.protocol import load_protocol
@@ -63,11 +63,6 @@ class TwoCameraRandomPolicy(RandomPolicy):
 
 
 POLICIES.register("bench_two_camera_random", f"{__name__}:TwoCameraRandomPolicy")
-
-
-def later(blocks: list[Block], field: str) -> list[float]:
-    """Every episode but the first of each block."""
-    return [t for block in blocks for t in getattr(block, field)[1:]]
 
 
 def ratios_of(wall: dict[str, float], cpu: dict[str, float]) -> dict[str, float]:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from same_instance import Block, SharedWorker, harness
+from same_instance import Block, SharedWorker, harness, later
 
 from vitabench.api import PolicySpec
 from vitabench.api.protocol import load_protocol
@@ -63,11 +63,6 @@ class CameraRandomPolicy(RandomPolicy):
 
 
 POLICIES.register("bench_camera_random", f"{__name__}:CameraRandomPolicy")
-
-
-def later(blocks: list[Block], field: str) -> list[float]:
-    """Every episode but the first of each block."""
-    return [t for block in blocks for t in getattr(block, field)[1:]]
 
 
 def instance(tmp: Path, policy: str, steps: int, cameras: tuple[str, ...], args: dict[str, Any] | None) -> dict[str, Any]:
