@@ -53,3 +53,21 @@ def test_checkpoint_and_run_files_use_the_same_reader(tmp_path: Path) -> None:
     (run / "run.json").write_text("{torn")
     with pytest.raises(RunDirError, match=r"run file .*run\.json' is not valid JSON"):
         RunStore(run).config()
+
+
+def test_lineage_and_pva_files_use_the_same_reader(tmp_path: Path) -> None:
+    from vitabench.pva.models import Aligner
+    from vitabench.training.lineage import LINEAGE_FILE, read_lineage
+
+    with pytest.raises(VitabenchError, match=f"has no {LINEAGE_FILE}"):
+        read_lineage(tmp_path)
+    (tmp_path / LINEAGE_FILE).write_text("{torn")
+    with pytest.raises(VitabenchError, match=r"lineage file .* is not valid JSON"):
+        read_lineage(tmp_path)
+    (tmp_path / LINEAGE_FILE).write_text('{"kind": "teacher"}')
+    with pytest.raises(VitabenchError, match="holds no lineage"):
+        read_lineage(tmp_path)
+    for name in ("aligner.json", "aligner.pt"):
+        (tmp_path / name).write_text("{torn")
+    with pytest.raises(VitabenchError, match=r"aligner file .*aligner\.json' is not valid JSON"):
+        Aligner.load(tmp_path)
