@@ -1,9 +1,10 @@
 """How fast one camera-free LIBERO episode runs on different env instances of the same task.
 
-Each instance is a fresh ``ControlEnv`` (the raw loop of ``test_bench_runner.plain_loop``: same
+Each instance is a fresh ``ControlEnv`` (the raw loop of ``same_instance.plain_loop``: same
 task, init states and seeded actions), built in its own spawned process and then a second time
-in that process; every instance runs ``EPISODES`` episodes. The spread between instances, set
-against the spread within one, says how many instances a harness-vs-raw-loop ratio must sample.
+in that process; every instance runs 3 episodes. The spread between instances, set against the
+spread within one, is why ``test_bench_runner.py`` runs its raw loop and the harness on the same
+instance (``same_instance.py``) instead of on instances of their own.
 
 Run: ``python benchmarks/env_instance_speed.py [PROCESSES]`` (default 2; about 1 min each).
 """
@@ -22,7 +23,7 @@ STEPS = 200
 def instances(process: int, queue: multiprocessing.Queue) -> None:
     """Two env instances, one after the other, in this process: each one's episode wall times."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_bench_runner import plain_loop
+    from same_instance import plain_loop
 
     for built in (1, 2):
         queue.put((process, built, plain_loop(STEPS, ()).wall_s))

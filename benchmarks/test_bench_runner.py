@@ -1,47 +1,55 @@
-"""The runner's overhead, as ratios measured within one run.
+"""The runner's overhead against LIBERO's own loop, as ratios measured within one run, on the
+same environment instances.
 
-1. With cameras: ``vitabench run`` (one worker process, a policy that asks for agentview + wrist
-   at 128 px) against a plain LIBERO ``ControlEnv`` loop rendering the same cameras and stepping
-   the same actions (seeded uniform random). Target: at most 1.03x per episode.
-2. Without cameras: the same comparison against the simulator's no-render step (no renderer at
-   all), for ``random`` asked at every step (target: at most 1.1x) and in chunks of 8, whose
-   unobserved steps run in the worker without a message each (target: at most 1.05x).
+1. With cameras: ``vitabench run`` (a policy that asks for agentview + wrist at 128 px) against
+   LIBERO's own loop rendering the same cameras and stepping the same actions (seeded uniform
+   random). Target: at most 1.03x per episode.
+2. Without cameras: the same comparison against LIBERO's no-render loop (the env built without
+   a renderer), for ``random`` asked at every step (target: at most 1.1x) and in chunks of 8,
+   whose unobserved steps run in the worker without a message each (target: at most 1.05x).
 
-Each side builds its environment once and runs ``EPISODES`` episodes (reset to the init state,
-the protocol's settle steps, then the policy's steps); the two sides alternate ``ROUNDS`` times.
-Episodes after the first of each block are compared (the first pays for environment
-construction, and the harness's first also for its worker process start): by wall time (the
-fastest episode, the one least disturbed by other load on a shared machine, and the median) and
-by CPU seconds of all processes involved (the median), which other load disturbs far less. The
-ratios and one-time costs are in the benchmark's ``extra_info``.
+Method (see ``same_instance.py``). A LIBERO env instance's speed varies by 1.36-1.6x from one
+fresh instance to the next (``env_instance_speed.py``), so the raw loop and the harness run on
+the same instance: one env worker process, kept across runs, holds the harness's ``LiberoEnv``;
+the raw loop is LIBERO's own API on the ``ControlEnv`` inside it, run in that process.
+
+* ``INSTANCES`` env instances, each in a fresh worker process. On each: one harness episode
+  that builds the env (not measured), then ``ROUNDS`` rounds of one raw block and one harness
+  block of ``EPISODES`` episodes each, in alternating order (raw first in even rounds, harness
+  first in odd ones), so slow drift and background load fall on both sides alike.
+* The harness block is the real runner path: ``run_evaluation`` with one worker (the runner's
+  ``LockstepLoop``, its pipe messages, the worker loop, ``EnvHost``, ``LiberoEnv``), the policy
+  in the main process; no env is rebuilt (checked), and every harness block gives the same
+  state digests (checked: the raw loop in between leaves no trace on the harness's episodes).
+* The raw block is the loop a user writes: ``env.seed``, ``env.reset``, ``env.set_init_state``,
+  the protocol's settle steps, ``env.step`` (``standard``'s seed, init states 0, 1, ...).
+* The first episode of each block is left out (its timing has no previous episode end to start
+  from). Per instance: the ratio of the harness's median episode to the raw loop's, by wall
+  time and by CPU seconds (raw: the worker process; harness: main + worker process), and of
+  the fastest episodes by wall time. The reported ratio is the median over instances of these
+  per-instance ratios; every instance's ratios and medians are in ``extra_info`` (the raw
+  medians show how far the instances differ, which the pairing cancels).
 
 Run: ``pytest benchmarks/test_bench_runner.py --benchmark-enable -s``.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from same_instance import Block, SharedWorker, harness, later
 
 from vitabench.api import PolicySpec
 from vitabench.api.protocol import load_protocol
 from vitabench.policies.baselines import RandomPolicy
-from vitabench.plugins import POLICIES, get_suite
-from vitabench.runner import LocalExecutor, run_evaluation
-from vitabench.runner.store import RunStore
+from vitabench.plugins import POLICIES
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-SUITE, TASK = "libero_object", 0
-EPISODES = 3
+INSTANCES = 3
 ROUNDS = 2
+EPISODES = 3
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 RESOLUTION = 128
 
@@ -57,144 +65,78 @@ class CameraRandomPolicy(RandomPolicy):
 POLICIES.register("bench_camera_random", f"{__name__}:CameraRandomPolicy")
 
 
-@dataclass
-class Block:
-    """One side's block of ``EPISODES`` episodes: env build time, then per-episode wall and CPU
-    seconds (CPU: every process involved, so the harness counts its main process and its worker)."""
-
-    build_s: float
-    wall_s: list[float]
-    cpu_s: list[float]
-
-
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def plain_loop(steps: int, cameras: tuple[str, ...]) -> Block:
-    """A bare LIBERO loop (OpenVLA style) with the protocol's reset, settle steps and limit."""
-    from libero.libero.envs.env_wrapper import ControlEnv
-
-    from vitabench.envs.libero_env import load_init_states
-
-    protocol = load_protocol("standard")
-    task = get_suite(SUITE).task(TASK)
-    init_states = load_init_states(task)
-    start = time.perf_counter()
-    env = ControlEnv(
-        bddl_file_name=task.source["bddl_file"],
-        use_camera_obs=bool(cameras),
-        has_offscreen_renderer=bool(cameras),
-        camera_names=list(cameras),
-        camera_heights=RESOLUTION,
-        camera_widths=RESOLUTION,
-        control_freq=protocol.control_freq,
-        horizon=steps + protocol.settle_steps + 1,
-        ignore_done=True,
-        hard_reset=False,
-    )
-    block = Block(time.perf_counter() - start, [], [])
-    settle = np.asarray(protocol.settle_action, dtype=np.float64)
-    for episode in range(EPISODES):
-        wall, cpu = time.perf_counter(), time.process_time()
-        rng = np.random.default_rng(protocol.seed)
-        env.seed(protocol.seed)
-        env.reset()
-        env.set_init_state(init_states[episode])
-        for _ in range(protocol.settle_steps):
-            env.step(settle)
-        for _ in range(steps):
-            obs, _, done, _ = env.step(rng.uniform(-1.0, 1.0, size=7))
-            for camera in cameras:  # what a policy would be given: the rotated image
-                np.ascontiguousarray(obs[f"{camera}_image"][::-1, ::-1])
-            if done:
-                break
-        block.wall_s.append(time.perf_counter() - wall)
-        block.cpu_s.append(time.process_time() - cpu)
-    env.close()
-    return block
-
-
-class MeasuredExecutor:
-    """The local executor (one worker), noting wall and CPU time at every episode end."""
-
-    def __init__(self, lazy_rendering: bool = True) -> None:
-        self.inner = LocalExecutor(1, lazy_rendering=lazy_rendering)
-        self.marks: list[tuple[float, float]] = []
-
-    def run(self, plan: Any, policy: Any, episodes: Any, sink: Any, video: Any) -> None:
-        def measured(result: Any) -> None:
-            cpu = time.process_time() + _process_cpu(result.worker["pid"])
-            self.marks.append((time.perf_counter(), cpu))
-            sink(result)
-
-        self.inner.run(plan, policy, episodes, measured, video)
-
-
-def harness(
-    out: Path, policy: str, steps: int, args: dict[str, Any] | None = None, *, lazy: bool = True, episodes: int = EPISODES
-) -> Block:
-    """``vitabench run`` (its Python API) with one worker. An episode's time runs from the end
-    of the previous one (so it includes recording it); the first episode gives the build time."""
-    executor = MeasuredExecutor(lazy)
-    run_dir = run_evaluation(
-        policy, args or {}, SUITE, tasks=[TASK], episodes_per_task=episodes, max_steps=steps, out=out, executor=executor
-    ).run_dir
-    records = sorted(RunStore(run_dir).records(), key=lambda r: r.episode_id)
-    assert [r.status for r in records] == ["ok"] * episodes
-    marks = executor.marks
-    return Block(
-        float(records[0].extra.get("env_build_s", 0.0)),
-        [records[0].wall_s] + [b[0] - a[0] for a, b in zip(marks, marks[1:])],
-        [float("nan")] + [b[1] - a[1] for a, b in zip(marks, marks[1:])],
-    )
+def instance(tmp: Path, policy: str, steps: int, cameras: tuple[str, ...], args: dict[str, Any] | None) -> dict[str, Any]:
+    """One env instance (a fresh worker process): the build run, then ``ROUNDS`` alternating
+    raw and harness blocks on it; its per-episode times, ratios and harness digests."""
+    worker = SharedWorker()
+    raw: list[Block] = []
+    ours: list[Block] = []
+    try:
+        build = harness(tmp / "build", worker, policy, steps, args, episodes=1, build=True)
+        for round_ in range(ROUNDS):
+            sides = ("raw", "harness") if round_ % 2 == 0 else ("harness", "raw")
+            for side in sides:
+                if side == "raw":
+                    raw.append(worker.raw(steps, cameras, EPISODES))
+                else:
+                    ours.append(harness(tmp / f"run{round_}", worker, policy, steps, args, episodes=EPISODES))
+    finally:
+        worker.shutdown()
+    digests = {block.digests for block in ours}
+    assert len(digests) == 1, digests  # the raw blocks in between leave the harness's episodes as they were
+    wall_raw, wall_ours = later(raw, "wall_s"), later(ours, "wall_s")
+    cpu_raw, cpu_ours = later(raw, "cpu_s"), later(ours, "cpu_s")
+    return {
+        "ratio_wall_median": statistics.median(wall_ours) / statistics.median(wall_raw),
+        "ratio_wall_fastest": min(wall_ours) / min(wall_raw),
+        "ratio_cpu_median": statistics.median(cpu_ours) / statistics.median(cpu_raw),
+        "raw_median_wall_s": statistics.median(wall_raw),
+        "harness_median_wall_s": statistics.median(wall_ours),
+        "raw_episode_wall_s": [round(t, 4) for t in wall_raw],
+        "harness_episode_wall_s": [round(t, 4) for t in wall_ours],
+        "raw_episode_cpu_s": [round(t, 4) for t in cpu_raw],
+        "harness_episode_cpu_s": [round(t, 4) for t in cpu_ours],
+        "build_s": round(build.build_s, 3),
+        "digests": next(iter(digests)),
+    }
 
 
 def measure(
     benchmark: Any, name: str, tmp_path: Path, policy: str, steps: int, cameras: tuple[str, ...], target: float, args: dict[str, Any] | None = None
 ) -> float:
-    """Alternate plain and harness blocks ``ROUNDS`` times (the machine is shared: alternation
-    spreads background load over both sides); compare the fastest and the median episodes by wall
-    time, and the median by CPU time (all processes), which other load disturbs far less."""
-    plain: list[Block] = []
-    ours: list[Block] = []
+    """``INSTANCES`` paired comparisons (see the module doc); the median over instances of the
+    per-instance ratio of median episodes by wall time (returned), and of the other ratios."""
+    instances: list[dict[str, Any]] = []
 
     def rounds() -> None:
-        for round_ in range(ROUNDS):
-            plain.append(plain_loop(steps, cameras))
-            ours.append(harness(tmp_path / f"run{round_}", policy, steps, args))
+        for index in range(INSTANCES):
+            instances.append(instance(tmp_path / f"instance{index}", policy, steps, cameras, args))
 
     benchmark.pedantic(rounds, rounds=1, iterations=1)
 
-    def later(blocks: list[Block], field: str) -> list[float]:
-        return [t for block in blocks for t in getattr(block, field)[1:]]
-
-    wall_fastest = min(later(ours, "wall_s")) / min(later(plain, "wall_s"))
-    wall_median = statistics.median(later(ours, "wall_s")) / statistics.median(later(plain, "wall_s"))
-    cpu_median = statistics.median(later(ours, "cpu_s")) / statistics.median(later(plain, "cpu_s"))
+    assert len({i["digests"] for i in instances}) == 1  # every instance runs the same episodes
+    ratios = {
+        key: statistics.median(i[key] for i in instances) for key in ("ratio_wall_median", "ratio_wall_fastest", "ratio_cpu_median")
+    }
+    raw_medians = [i["raw_median_wall_s"] for i in instances]
     benchmark.extra_info.update(
         {
-            "ratio_wall_fastest_episode": round(wall_fastest, 4),
-            "ratio_wall_median_episode": round(wall_median, 4),
-            "ratio_cpu_median_episode": round(cpu_median, 4),
+            **{key: round(value, 4) for key, value in ratios.items()},
             "target": target,
-            "plain_episode_wall_s": [round(t, 4) for t in later(plain, "wall_s")],
-            "harness_episode_wall_s": [round(t, 4) for t in later(ours, "wall_s")],
-            "plain_episode_cpu_s": [round(t, 4) for t in later(plain, "cpu_s")],
-            "harness_episode_cpu_s": [round(t, 4) for t in later(ours, "cpu_s")],
-            "plain_build_s": [round(b.build_s, 3) for b in plain],
-            "harness_build_s": [round(b.build_s, 3) for b in ours],
-            "harness_first_episode_s": [round(b.wall_s[0], 3) for b in ours],
+            "instances": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in i.items() if k != "digests"} for i in instances],
+            "raw_median_spread_between_instances": round(max(raw_medians) / min(raw_medians), 4),
             "steps_per_episode": steps + load_protocol("standard").settle_steps,
+            "episodes_compared_per_side_and_instance": ROUNDS * (EPISODES - 1),
         }
     )
+    per_instance = ", ".join(f"{i['ratio_wall_median']:.3f}" for i in instances)
     print(
-        f"\n{name} (target <= {target}x): wall fastest {wall_fastest:.3f}x, wall median {wall_median:.3f}x, "
-        f"CPU median {cpu_median:.3f}x; plain median {statistics.median(later(plain, 'wall_s')):.3f} s/episode"
+        f"\n{name} (target <= {target}x), same env instance, median of {INSTANCES} instances: wall median "
+        f"{ratios['ratio_wall_median']:.3f}x (per instance {per_instance}), wall fastest {ratios['ratio_wall_fastest']:.3f}x, "
+        f"CPU median {ratios['ratio_cpu_median']:.3f}x; raw median {statistics.median(raw_medians):.3f} s/episode, "
+        f"slowest / fastest instance {max(raw_medians) / min(raw_medians):.2f}x"
     )
-    return wall_fastest
+    return ratios["ratio_wall_median"]
 
 
 @pytest.mark.parametrize("steps", [20])

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
 
 REPORT_FILE = "conversion.json"
@@ -489,22 +490,10 @@ VITA_UNUSED: list[tuple[str, str]] = [
 ]
 
 
-def _read_json_file(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConversionError(f"{what} {path} cannot be read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ConversionError(f"{what} {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{what} {path} must hold a JSON object")
-    return data
-
-
 def _vita_shards(directory: Path) -> list[Path]:
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = _read_json_file(index, "weight index").get("weight_map", {})
+        weight_map = read_json(index, "weight index", ConversionError).get("weight_map", {})
         return [directory / name for name in sorted(set(weight_map.values()))]
     if (directory / "model.safetensors").is_file():
         return [directory / "model.safetensors"]
@@ -518,8 +507,8 @@ def _vision_tower(directory: Path, config: Mapping[str, Any], vision_tower: Path
     for candidate in candidates:
         if name and candidate is not None and (candidate / "config.json").is_file():
             processor = candidate / "preprocessor_config.json"
-            processor_settings = _read_json_file(processor, "image processor") if processor.is_file() else INTERNVIT_300M_PROCESSOR
-            return _read_json_file(candidate / "config.json", "vision tower config"), processor_settings
+            processor_settings = read_json(processor, "image processor", ConversionError) if processor.is_file() else INTERNVIT_300M_PROCESSOR
+            return read_json(candidate / "config.json", "vision tower config", ConversionError), processor_settings
     if vision_tower is None and Path(name).name == "InternViT-300M-448px":
         return dict(INTERNVIT_300M), dict(INTERNVIT_300M_PROCESSOR)
     raise ConversionError(
@@ -572,7 +561,7 @@ def convert_vita15(directory: Path, out: Path, *, vision_tower: Path | None = No
     _check_new_directory(out)
     if not (directory / "config.json").is_file():
         raise ConversionError(f"not a VITA-1.5 directory: {directory} holds no config.json")
-    vita = _read_json_file(directory / "config.json", "VITA-1.5 config")
+    vita = read_json(directory / "config.json", "VITA-1.5 config", ConversionError)
     model_type = str(vita.get("model_type", ""))
     if model_type.lower() not in VITA_MODEL_TYPES:
         raise ConversionError(f"not a VITA-1.5 directory: {directory}/config.json has model_type {model_type!r}; accepted: vita-Qwen2")

@@ -66,3 +66,13 @@ def test_the_committed_recipe_ablation_is_what_its_records_give(tmp_path: Path, 
     rows = committed_ablation_rows("reports/ablations/teacher_recipe.toml", "reports/teacher/ablation",
                                    "reports/teacher/ablation/teacher_recipe.md", tmp_path, monkeypatch)
     assert rows.loc["euler_state", "pairs"] == 100 and rows.loc["euler_state", "b"] + rows.loc["euler_state", "c"] > 0
+
+
+def test_the_committed_dagger_ablation_is_what_its_records_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reports/teacher/ablation/teacher_dagger.md is rebuilt from the committed records alone: the
+    DAgger-round teacher paired with the shipped one on all 100 held-out episodes, every one
+    solved by both (the table's 0 / 0, p = 1)."""
+    rows = committed_ablation_rows("reports/ablations/teacher_dagger.toml", "reports/teacher/ablation",
+                                   "reports/teacher/ablation/teacher_dagger.md", tmp_path, monkeypatch)
+    assert rows.loc["dagger_round", "pairs"] == 100
+    assert (rows.loc["dagger_round", "b"], rows.loc["dagger_round", "c"]) == (0, 0)

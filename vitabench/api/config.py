@@ -21,13 +21,10 @@ def read_toml(path: Path, what: str, error: type[VitabenchError] = VitabenchErro
         raise error(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
 
 
-def read_config(path: Path, what: str, error: type[VitabenchError] = VitabenchError) -> dict[str, Any]:
-    """Parse ``path`` as JSON when it ends in ``.json``, else as TOML; it must hold a table."""
-    path = Path(path)
-    if path.suffix != ".json":
-        return read_toml(path, what, error)
+def read_json(path: Path, what: str, error: type[VitabenchError] = VitabenchError) -> dict[str, Any]:
+    """Parse the JSON file ``path``, which must hold an object; ``what`` names it in the ``error``."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text())
     except OSError as exc:
         raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
@@ -35,6 +32,12 @@ def read_config(path: Path, what: str, error: type[VitabenchError] = VitabenchEr
     if not isinstance(data, dict):
         raise error(f"{what} {str(path)!r} must hold a table/object, not {type(data).__name__}")
     return data
+
+
+def read_config(path: Path, what: str, error: type[VitabenchError] = VitabenchError) -> dict[str, Any]:
+    """Parse ``path`` as JSON when it ends in ``.json``, else as TOML; it must hold a table."""
+    path = Path(path)
+    return read_json(path, what, error) if path.suffix == ".json" else read_toml(path, what, error)
 
 
 def parse_key_values(pairs: Iterable[str], option: str, *, dotted: bool = False, accepted: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
 from vitabench.api.policy import PolicySpec
 from vitabench.api.protocol import Protocol
@@ -149,15 +150,7 @@ def resolve_checkpoint(name_or_directory: str | Path, kind: str) -> Checkpoint:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint file {path} cannot be read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint file {path} must hold a JSON object")
-    return data
+    return read_json(path, "checkpoint file", CheckpointError)
 
 
 def read_checkpoint(directory: str | Path, kind: str) -> Checkpoint:

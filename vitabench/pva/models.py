@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
 from vitabench.pva.clip import Clip
 
@@ -95,7 +96,7 @@ class PromptLearner(nn.Module):
     def load(cls, path: Path, clip: Clip) -> PromptLearner:
         if not (path / "prompts.json").exists():
             raise VitabenchError(f"{str(path)!r} holds no prompts.json; accepted: a directory written by vitabench pva tune-prompts")
-        data = json.loads((path / "prompts.json").read_text())
+        data = read_json(path / "prompts.json", "prompt file")
         config = PromptConfig(**{**data, "domain_names": tuple(data["domain_names"]), "descriptions": tuple(data["descriptions"])})
         learner = cls(clip, config)
         learner.load_state_dict(torch.load(path / "prompts.pt", weights_only=True), strict=False)
@@ -150,7 +151,7 @@ class Aligner(nn.Module):
         path = Path(path)
         if not (path / "aligner.json").exists() or not (path / "aligner.pt").exists():
             raise VitabenchError(f"aligner directory {str(path)!r} lacks aligner.json/aligner.pt; accepted: a directory written by vitabench pva align")
-        meta = json.loads((path / "aligner.json").read_text())
+        meta = read_json(path / "aligner.json", "aligner file")
         aligner = cls(AlignerConfig(**meta["config"]))
         aligner.load_state_dict(torch.load(path / "aligner.pt", weights_only=True))
         return aligner.eval()

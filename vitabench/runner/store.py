@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from vitabench.api.config import read_json
 from vitabench.api.episode import EpisodeRecord, Manifest
 from vitabench.api.errors import VitabenchError
 
@@ -72,12 +73,9 @@ class RunStore:
 
     def _read_json(self, name: str) -> dict[str, Any]:
         file = self.path / name
-        try:
-            return json.loads(file.read_text())
-        except FileNotFoundError:
-            raise RunDirError(f"{str(self.path)!r} is not a vitabench run directory (no {name})") from None
-        except json.JSONDecodeError as exc:
-            raise RunDirError(f"{str(file)!r} is not valid JSON: {exc}") from None
+        if not file.is_file():
+            raise RunDirError(f"{str(self.path)!r} is not a vitabench run directory (no {name})")
+        return read_json(file, "run file", RunDirError)
 
     def repair(self) -> int:
         """Cut a torn last line (left by a crash mid-write); return the bytes removed."""

@@ -177,10 +177,11 @@ class EnvHost:
             env.close()
 
 
-def worker_main(conn: multiprocessing.connection.Connection) -> None:
-    """The loop of one worker process (the target of :class:`WorkerProcess`)."""
+def worker_main(conn: multiprocessing.connection.Connection, host_type: type[EnvHost] = EnvHost) -> None:
+    """The loop of one worker process (the target of :class:`WorkerProcess`), answering with a
+    ``host_type`` (an :class:`EnvHost`, or a subclass that answers more commands)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    host = EnvHost()
+    host = host_type()
     while True:
         try:
             message = conn.recv()
@@ -212,16 +213,22 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    #: What the process answers with (:func:`worker_main`'s ``host_type``).
+    host_type: type[EnvHost] = EnvHost
+
+    def _start(self) -> None:
+        parent, child = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=worker_main, args=(child, self.host_type), name=f"vitabench-env-{self.slot}", daemon=True
+        )
+        process.start()
+        child.close()
+        self._process, self.conn = process, parent
+
     def send(self, message: tuple) -> None:
         """Send a command, starting the process first if there is none."""
         if self._process is None:
-            parent, child = self._context.Pipe(duplex=True)
-            process = self._context.Process(
-                target=worker_main, args=(child,), name=f"vitabench-env-{self.slot}", daemon=True
-            )
-            process.start()
-            child.close()
-            self._process, self.conn = process, parent
+            self._start()
         assert self.conn is not None
         try:
             self.conn.send(message)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
 from vitabench.training.data import DatasetInfo
 
@@ -71,12 +72,9 @@ def write_lineage(
 def read_lineage(directory: str | Path) -> dict[str, Any]:
     """The lineage of a checkpoint directory written by ``vitabench train``/``distill``."""
     path = Path(directory) / LINEAGE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except OSError:
-        raise VitabenchError(f"{directory} has no {LINEAGE_FILE}; accepted: a checkpoint written by vitabench train or distill") from None
-    except json.JSONDecodeError as exc:
-        raise VitabenchError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or "stages" not in data:
+    if not path.is_file():
+        raise VitabenchError(f"{directory} has no {LINEAGE_FILE}; accepted: a checkpoint written by vitabench train or distill")
+    data = read_json(path, "lineage file")
+    if "stages" not in data:
         raise VitabenchError(f"{path} holds no lineage (a JSON object with 'stages')")
     return data

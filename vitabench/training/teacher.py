@@ -91,7 +91,8 @@ def train_teacher(
         image_loss = model.foresight_loss(prediction.images, future, batch.future_mask.to(device))
         return action_loss(prediction.output.actions, targets, mask) + FORESIGHT_LOSS_WEIGHT * image_loss
 
-    result = train(model, loss_fn, windows, settings, out, resume=resume, label=f"teacher ({preset})", quiet=quiet)
+    label = f"teacher ({preset})" if init_from is None else f"teacher (continuing {init_from})"
+    result = train(model, loss_fn, windows, settings, out, resume=resume, label=label, quiet=quiet)
     weights = save_checkpoint(model.float().cpu(), out, model_spec(config, windows.resolution), checkpoint_protocol(windows))
     options = {"preset": preset, "history": config.history, **(overrides or {})}
     if init_from is not None:
