@@ -23,7 +23,9 @@ measures the harness. Here both sides run on the same instance:
   (``env.seed``, ``env.reset``, ``env.set_init_state``, the settle steps, ``env.step`` of seeded
   uniform actions; no vitabench code in the loop). The ``ControlEnv`` is built with the
   arguments a user's loop would give (``LiberoEnv._make_sim``: those of :func:`plain_loop`).
-  Without cameras LiberoEnv changes nothing on it between its own calls. With cameras, each
+  LiberoEnv switches off the robosuite observables its observations do not read (LIBERO's
+  per-object poses, ...); the raw block switches every one back on while it runs, as a user's
+  ``ControlEnv`` computes them all, and off again after. With cameras, each
   camera's robosuite sensor is wrapped by ``LiberoEnv`` in a one-line check (render if wanted);
   outside LiberoEnv's calls every camera is wanted, so the raw loop renders every camera at
   every step as robosuite does, through one extra Python call per camera and step (about a
@@ -150,7 +152,15 @@ class RawLoopHost(EnvHost):
         if self.env is None:
             return ("error", "RuntimeError: no env yet: run the harness once first (it builds the env)")
         steps, cameras, episodes = message[1:]
-        block = raw_episodes(self.env.sim_env, steps, tuple(cameras), episodes)
+        observables = self.env.sim_env.env._observables.values()
+        harness_on = [observable.is_enabled() for observable in observables]
+        for observable in observables:  # a user's ControlEnv computes every observable
+            observable.set_enabled(True)
+        try:
+            block = raw_episodes(self.env.sim_env, steps, tuple(cameras), episodes)
+        finally:
+            for observable, on in zip(observables, harness_on):
+                observable.set_enabled(on)
         return ("raw", block.wall_s, block.cpu_s)
 
 

@@ -126,6 +126,38 @@ def test_reused_env_matches_a_fresh_one(blind_env: LiberoEnv) -> None:
 
 
 @pytest.mark.sim
+def test_observables_no_observation_reads_are_off_and_change_nothing(blind_env: LiberoEnv) -> None:
+    """robosuite computes only the observables an observation reads (the state keys' here);
+    the states returned are bit for bit those of the env with every observable on, as LIBERO builds it."""
+    observables = blind_env.sim_env.env._observables
+    on = {name for name, observable in observables.items() if observable.is_enabled()}
+    assert on == {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos"}
+    assert {"alphabet_soup_1_pos", "robot0_joint_vel", "world_pose_in_gripper"} <= set(observables) - on
+    actions = np.random.default_rng(1).uniform(-1, 1, (25, 7)).astype(np.float32)
+
+    def rollout() -> list[dict[str, np.ndarray]]:
+        obs, _ = blind_env.reset(seed=7, options={"init_state": 1})
+        states = [obs["state"]]
+        blind_env.max_steps = 100
+        for action in actions:
+            states.append(blind_env.step(action)[0]["state"])
+        blind_env.max_steps = 4
+        return states
+
+    needed_only = rollout()
+    for observable in observables.values():
+        observable.set_enabled(True)
+    try:
+        every = rollout()
+    finally:
+        for name, observable in observables.items():
+            observable.set_enabled(name in on)
+    for step, (ours, full) in enumerate(zip(needed_only, every, strict=True)):
+        for key in full:
+            np.testing.assert_array_equal(ours[key], full[key], err_msg=f"step {step}: {key}")
+
+
+@pytest.mark.sim
 def test_check_env_passes() -> None:
     protocol = load_protocol("vita_vla_paper")
     for kwargs in ({}, {"cameras": ("agentview",), "resolution": 32, "render_mode": "rgb_array"}):

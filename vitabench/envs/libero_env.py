@@ -16,7 +16,8 @@ created only when asked for, and rendered only for observations that are returne
 Physics never depends on what is rendered: robosuite samples each camera in the middle of a step
 (at the substep its observable's timer picks); a camera that is not wanted returns an empty
 placeholder at that moment instead of a frame, so observable timers, simulator state and the
-observations that are rendered are bit for bit those of a step that renders everything.
+observations that are rendered are bit for bit those of a step that renders everything. Of
+robosuite's other observables, only those an observation reads (the state keys') are computed.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ if TYPE_CHECKING:
 #: LIBERO's camera names (agentview = third person, robot0_eye_in_hand = wrist).
 LIBERO_CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview")
 
-#: How each state key is read from robosuite's raw observation.
-_STATE_READERS: dict[str, Callable[[dict[str, Any]], np.ndarray]] = {
-    "ee_pos": lambda raw: np.asarray(raw["robot0_eef_pos"], dtype=np.float32),
-    "ee_axis_angle": lambda raw: quat_to_axis_angle(raw["robot0_eef_quat"]).astype(np.float32),  # from float64, as openpi's client
-    "ee_quat": lambda raw: np.asarray(raw["robot0_eef_quat"], dtype=np.float32),
-    "gripper_qpos": lambda raw: np.asarray(raw["robot0_gripper_qpos"], dtype=np.float32),
-    "joint_pos": lambda raw: np.asarray(raw["robot0_joint_pos"], dtype=np.float32),
+#: How each state key is read: the robosuite observable it comes from, and its conversion.
+_STATE_READERS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "ee_pos": ("robot0_eef_pos", lambda value: np.asarray(value, dtype=np.float32)),
+    "ee_axis_angle": ("robot0_eef_quat", lambda quat: quat_to_axis_angle(quat).astype(np.float32)),  # from float64, as openpi's client
+    "ee_quat": ("robot0_eef_quat", lambda value: np.asarray(value, dtype=np.float32)),
+    "gripper_qpos": ("robot0_gripper_qpos", lambda value: np.asarray(value, dtype=np.float32)),
+    "joint_pos": ("robot0_joint_pos", lambda value: np.asarray(value, dtype=np.float32)),
 }
 #: What a camera observable holds after a sampling at which its camera was not wanted.
 _NOT_RENDERED = np.zeros((0, 0, 3), dtype=np.uint8)
@@ -104,6 +105,7 @@ class LiberoEnv(gym.Env):
         self._init_states: np.ndarray | None = None
         self._rendered: frozenset[str] = frozenset()  # cameras rendered when robosuite samples them
         self._env = self._make_sim()
+        self._compute_only_read_observables()
         self._render_only_wanted_cameras()
         self._rendered = frozenset(self.cameras)  # outside reset/step_unobserved: robosuite's behaviour
         self.domain: Domain | None = None
@@ -144,6 +146,17 @@ class LiberoEnv(gym.Env):
             if rendering and any(s in str(exc).lower() for s in ("egl", "gl", "osmesa", "display", "render")):
                 raise rendering_error(exc) from exc
             raise
+
+    def _compute_only_read_observables(self) -> None:
+        """Switch off the robosuite observables that no observation of this env reads (LIBERO's
+        per-object poses, joint velocities, ...), which robosuite would compute at every control
+        step: about 5% of a camera-free step. Those read (the state keys' and the cameras') keep
+        their timers and sensors, so what is returned is bit for bit what a full env returns."""
+        read = {source for key in self.state_keys for source, _ in [_STATE_READERS[key]]}
+        read |= {f"{camera}_image" for camera in self.cameras}
+        for name, observable in self._env.env._observables.items():
+            if name not in read:
+                observable.set_enabled(False)
 
     def _render_only_wanted_cameras(self) -> None:
         """Wrap each camera's robosuite sensor so that it renders only while the camera is in
@@ -391,7 +404,7 @@ class LiberoEnv(gym.Env):
     # -- observations -------------------------------------------------------------------------
     def _state(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         """The wanted state keys of robosuite's raw observation (the others are not computed)."""
-        return {k: _STATE_READERS[k](raw) for k in self.state_keys}
+        return {key: convert(raw[source]) for key in self.state_keys for source, convert in [_STATE_READERS[key]]}
 
     def _images(self, raw: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The images of ``cameras`` as the protocol shows them: oriented once, with the domain's sensor noise."""
