@@ -71,3 +71,14 @@ def test_lineage_and_pva_files_use_the_same_reader(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{torn")
     with pytest.raises(VitabenchError, match=r"aligner file .*aligner\.json' is not valid JSON"):
         Aligner.load(tmp_path)
+
+
+def test_vlm_directory_files_use_the_same_reader(tmp_path: Path) -> None:
+    from vitabench.models.backbones import family, image_input
+
+    (tmp_path / "config.json").write_text("{torn")
+    with pytest.raises(VitabenchError, match=r"vlm='.*': config '.*config\.json' is not valid JSON"):
+        family(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text("[224]")
+    with pytest.raises(VitabenchError, match=r"image-processor config .*preprocessor_config\.json' must hold a table/object, not list"):
+        image_input(tmp_path, None)

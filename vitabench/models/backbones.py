@@ -15,13 +15,13 @@ config's mean and std stand.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from torch import nn
 
+from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
 from vitabench.models.common import quiet_transformers
 
@@ -50,10 +50,7 @@ def family(directory: Path) -> str:
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise VitabenchError(f"vlm={str(directory)!r} holds no config.json; accepted: a local transformers VLM directory")
-    try:
-        model_type = str(json.loads(config_path.read_text()).get("model_type", ""))
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise VitabenchError(f"vlm={str(directory)!r}: config.json cannot be read: {exc}") from None
+    model_type = str(read_json(config_path, f"vlm={str(directory)!r}: config").get("model_type", ""))
     if model_type in FAMILIES:
         return model_type
     hint = " (VITA-1.5: convert it first with 'vitabench convert vita15 DIR OUT')" if model_type.lower().startswith("vita") else ""
@@ -96,10 +93,7 @@ def _processor_settings(directory: Path) -> dict[str, Any] | None:
     for name, key in ((PROCESSOR_FILE, None), ("processor_config.json", "image_processor")):
         path = directory / name
         if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise VitabenchError(f"{path} cannot be read as an image-processor config: {exc}") from None
+            data = read_json(path, "image-processor config")
             settings = data.get(key) if key else data
             if isinstance(settings, dict):
                 return settings
