@@ -289,8 +289,10 @@ def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
                  settings=one_step, quiet=True)
     with pytest.raises(VitabenchError, match="--freeze-vlm applies to --stage finetune .*accepted in stage 1: --train-vision or neither"):
         align(tmp_path / "teacher", "tiny", [data], tmp_path / "v", options=StudentOptions(freeze_vlm=True), settings=one_step, quiet=True)
-    with pytest.raises(VitabenchError, match="not a stage-1"):
-        finetune([data], tmp_path / "y", from_dir=tmp_path / "only_ft", settings=one_step, quiet=True)
+    finetune([data], tmp_path / "only_ft_long", from_dir=tmp_path / "only_ft", settings=one_step, quiet=True)
+    continued = read_lineage(tmp_path / "only_ft_long")  # stage 2 continued: one more finetune, same variant
+    assert continued["variant"] == "only-ft" and [s["stage"] for s in continued["stages"]] == ["finetune", "finetune"]
+    assert not all(np.array_equal(value, _weights(tmp_path / "only_ft")[k]) for k, value in _weights(tmp_path / "only_ft_long").items())
     small = write_file(tmp_path / "small.hdf5", resolution=32)
     with pytest.raises(VitabenchError, match="images are 32 px but the teacher .* was trained on 64 px"):
         align(tmp_path / "teacher", "tiny", [small], tmp_path / "z", settings=one_step, quiet=True)

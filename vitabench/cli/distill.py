@@ -17,7 +17,7 @@ def distill(
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher checkpoint (align; finetune without --from: only-ft)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="tiny | cpu (trainable on a CPU; with --train-vision) | small: an untrained VLM; or a local VLM directory."),
-    from_dir: Optional[str] = typer.Option(None, "--from", help="Stage-1 checkpoint to fine-tune (two-stage)."),
+    from_dir: Optional[str] = typer.Option(None, "--from", help="Stage-1 checkpoint to fine-tune (two-stage), or a stage-2 one to continue."),
     freeze_vlm: bool = typer.Option(False, "--freeze-vlm", help="Stage 2 with the LLM frozen."),
     train_vision: bool = typer.Option(
         False, "--train-vision",

@@ -182,7 +182,8 @@ def finetune(
     quiet: bool = False,
 ) -> TrainResult:
     """Stage 2 on the action loss, from a stage-1 checkpoint (``from_dir``: two-stage) or from a
-    teacher and a backbone (only-ft)."""
+    teacher and a backbone (only-ft); ``from_dir`` a stage-2 checkpoint continues its stage 2 (the
+    lineage gains a second finetune stage, the variant stays the same)."""
     from vitabench.models.checkpoint import config_from_json, load_weights, read_checkpoint
     from vitabench.models.common import action_loss
     from vitabench.models.student import StudentConfig, StudentModel
@@ -203,8 +204,6 @@ def finetune(
         load_weights(student, saved)
         parent = _lineage_of(Path(from_dir))
         previous, teacher_record, backbone_name = parent["stages"], parent.get("teacher"), parent.get("backbone")
-        if not any(stage["stage"] == "align" for stage in previous):
-            raise VitabenchError(f"--from {from_dir} is not a stage-1 (align) checkpoint; its stages: {[s['stage'] for s in previous]}")
     else:
         if backbone is None:
             raise VitabenchError("only-ft (--teacher DIR) also needs --backbone tiny|cpu|small|DIR")
