@@ -79,7 +79,7 @@ def run_summary(run_dir: Path, weights_hash: str) -> dict[str, Any]:
         "run": str(run_dir), "label": run.get("label"), "suite": run["suite"], "tasks": sorted({r.task_id for r in records}),
         "protocol": "{name}@{version}#{hash}".format(**records[0].protocol), "init_states": f"{init_states[0]}-{init_states[-1]}",
         "successes": successes, "episodes": len(records), "success": round(successes / len(records), 4),
-        "interval": [round(low, 4), round(high, 4)], "argv": " ".join(run["argv"][1:]),
+        "interval": [round(low, 6), round(high, 6)], "argv": " ".join(run["argv"][1:]),
     }
 
 
