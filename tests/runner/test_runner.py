@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from cli_in_process import vitabench_in_process
-from faults import load_faulty_suite  # noqa: F401  (test_runner:load_faulty_suite: test_runner_ray's Ray actors name it)
 from vitabench.api import BasePolicy, PolicySpec, Task, VitabenchError
 from vitabench.cli.policy_options import parse_policy_args
 from vitabench.cli.run import parse_tasks

@@ -165,11 +165,12 @@ def test_ray_processes_die_within_seconds_of_a_sigkilled_driver(ray_env: dict[st
             driver.wait()
 
 
-#: ``vitabench`` knowing the fault-injecting suite of ``test_runner.py`` (the actors import it through PYTHONPATH).
+#: ``vitabench`` knowing the fault-injecting suite of ``faults.py`` (the actors import it through PYTHONPATH,
+#: which names this directory only: ``faults`` imports numpy and vitabench's api, no test helper).
 FAULTY_CLI = [
     sys.executable,
     "-c",
-    "from vitabench.plugins import SUITES; SUITES.register('faulty', 'test_runner:load_faulty_suite'); "
+    "from vitabench.plugins import SUITES; SUITES.register('faulty', 'faults:load_faulty_suite'); "
     "from vitabench.cli import main; main()",
 ]
 
