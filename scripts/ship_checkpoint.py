@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_WEIGHTS_MB = 25
 
 
+#: The model card's prose, written by hand beside the weights.
+MODEL_CARD = "README.md"
+
+
 def ship_weights(source: Path, name: str) -> Path:
     """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``checkpoints/name``."""
     from vitabench.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
@@ -38,12 +42,13 @@ def ship_weights(source: Path, name: str) -> Path:
         from vitabench.models.student import StudentConfig as config_class, StudentModel as model_class
     model = load_model(saved, config_class, model_class.from_saved)
     target = ROOT / "checkpoints" / name
-    if target.exists():
-        shutil.rmtree(target)
-    weights_hash = save_checkpoint(model, target, saved.spec, saved.protocol, half=True)
-    size_mb = (target / WEIGHTS_FILE).stat().st_size / 1e6
+    staging = target.with_name(f".{name}.shipping")  # the shipped checkpoint stays until this one is whole
+    if staging.exists():
+        shutil.rmtree(staging)
+    weights_hash = save_checkpoint(model, staging, saved.spec, saved.protocol, half=True)
+    size_mb = (staging / WEIGHTS_FILE).stat().st_size / 1e6
     if size_mb > MAX_WEIGHTS_MB:
-        shutil.rmtree(target)
+        shutil.rmtree(staging)
         sys.exit(f"error: {name} weights are {size_mb:.1f} MB in fp16; shipped checkpoints hold at most {MAX_WEIGHTS_MB} MB")
     lineage = read_lineage(source)
     lineage["stages"].append({
@@ -52,8 +57,14 @@ def ship_weights(source: Path, name: str) -> Path:
         "loss": None, "steps": 0, "wall_s": 0.0, "weights_hash": weights_hash,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
-    (target / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
-    print(f"wrote {target} ({size_mb:.1f} MB, weights {weights_hash})")
+    (staging / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
+    if (target / MODEL_CARD).is_file():  # the hand-written model card, to be brought up to date; card.json
+        shutil.copy2(target / MODEL_CARD, staging / MODEL_CARD)  # measured the old weights and is not kept
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    print(f"wrote {target} ({size_mb:.1f} MB, weights {weights_hash})"
+          + (f"; update its {MODEL_CARD}, then write card.json" if (target / MODEL_CARD).is_file() else ""))
     return target
 
 
