@@ -58,13 +58,14 @@ def ship_weights(source: Path, name: str) -> Path:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     (staging / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2))
-    if (target / MODEL_CARD).is_file():  # the hand-written model card, to be brought up to date; card.json
-        shutil.copy2(target / MODEL_CARD, staging / MODEL_CARD)  # measured the old weights and is not kept
+    card_kept = (target / MODEL_CARD).is_file()
+    if card_kept:  # the hand-written model card, to be brought up to date; card.json measured the old weights
+        shutil.copy2(target / MODEL_CARD, staging / MODEL_CARD)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    print(f"wrote {target} ({size_mb:.1f} MB, weights {weights_hash})"
-          + (f"; update its {MODEL_CARD}, then write card.json" if (target / MODEL_CARD).is_file() else ""))
+    reminder = f"; update its {MODEL_CARD}, then write card.json" if card_kept else ""
+    print(f"wrote {target} ({size_mb:.1f} MB, weights {weights_hash}){reminder}")
     return target
 
 

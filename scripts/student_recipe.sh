@@ -28,9 +28,10 @@ mkdir -p "$OUT/ckpt" "$OUT/eval" "$OUT/logs"
 
 source scripts/timed.sh  # timed NAME COMMAND... (the repository root is the working directory)
 
-dart=() all=()
+dart=()
 for file in "$DATA_DIR"/dart_*.hdf5; do dart+=(--data "$file"); done
-for file in "$DATA_DIR"/dart_*.hdf5 "$DATA_DIR"/dagger*.hdf5; do all+=(--data "$file"); done
+all=("${dart[@]}")
+for file in "$DATA_DIR"/dagger*.hdf5; do all+=(--data "$file"); done
 settings=(--train-vision --windows-per-segment 4 --batch-size 32 --warmup 0.05 --device cpu
   --checkpoint-every 100 --resume)
 

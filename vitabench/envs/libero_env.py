@@ -152,7 +152,7 @@ class LiberoEnv(gym.Env):
         per-object poses, joint velocities, ...), which robosuite would compute at every control
         step: about 5% of a camera-free step. Those read (the state keys' and the cameras') keep
         their timers and sensors, so what is returned is bit for bit what a full env returns."""
-        read = {source for key in self.state_keys for source, _ in [_STATE_READERS[key]]}
+        read = {_STATE_READERS[key][0] for key in self.state_keys}
         read |= {f"{camera}_image" for camera in self.cameras}
         for name, observable in self._env.env._observables.items():
             if name not in read:
@@ -404,7 +404,8 @@ class LiberoEnv(gym.Env):
     # -- observations -------------------------------------------------------------------------
     def _state(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         """The wanted state keys of robosuite's raw observation (the others are not computed)."""
-        return {key: convert(raw[source]) for key in self.state_keys for source, convert in [_STATE_READERS[key]]}
+        readers = {key: _STATE_READERS[key] for key in self.state_keys}
+        return {key: convert(raw[source]) for key, (source, convert) in readers.items()}
 
     def _images(self, raw: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The images of ``cameras`` as the protocol shows them: oriented once, with the domain's sensor noise."""
