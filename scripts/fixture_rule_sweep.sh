@@ -6,7 +6,7 @@
 # table (per task and per suite, exact two-sided McNemar) goes to reports/fixture_rule/results.md.
 #   scripts/fixture_rule_sweep.sh            # WORKERS=2 by default; re-running resumes
 # Cost: 2 suites x 10 tasks x 50 episodes x 2 rules = 2,000 camera-free episodes of up to 300 steps
-# (~10-20 ms a step plus the expert): about 3 CPU-hours, ~1.5 h wall on 2 free cores.
+# (~10-20 ms a step plus the expert): 55 min wall, 77 CPU-minutes on 2 cores (2026-12-03).
 set -euo pipefail
 OUT=${OUT:-runs/fixture_rule}
 WORKERS=${WORKERS:-2}
