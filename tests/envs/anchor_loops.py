@@ -44,6 +44,9 @@ from vitabench.runner.executor import LocalExecutor, RunPlan
 #: One task per suite: fixtures placed from the RNG in all but libero_object (its scenes have only
 #: the floor); libero_spatial 4 and libero_90 35 also place objects on a fixture's site.
 TASKS = {"libero_spatial": 4, "libero_object": 0, "libero_goal": 5, "libero_long": 3, "libero_90": 35}
+#: Suites compared in ``test_fixtures_long_90.py`` (a file of its own, so that the two pytest
+#: processes share the cost); every other suite of ``TASKS`` in ``test_fixtures.py``.
+LONG_SUITES = ("libero_long", "libero_90")
 #: Episodes compared in every suite: the first two and the last of a 50-episode task.
 EPISODES = (0, 1, 49)
 STATE_KEYS = ("ee_pos", "ee_axis_angle", "ee_quat", "gripper_qpos", "joint_pos")

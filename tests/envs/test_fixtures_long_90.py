@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import pytest
-from anchor_loops import check_standard_gives_openpis_first_observations
+from anchor_loops import LONG_SUITES, check_standard_gives_openpis_first_observations
 
 
 @pytest.mark.sim
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["libero_long", "libero_90"])
+@pytest.mark.parametrize("suite", LONG_SUITES)
 def test_standard_gives_openpis_first_observations_with_any_worker_count(suite: str) -> None:
     check_standard_gives_openpis_first_observations(suite)
