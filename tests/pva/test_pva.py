@@ -171,5 +171,10 @@ def test_transfer_table_pairs_policies_with_and_without_the_aligner(tmp_path: Pa
     text = render_transfer(table)
     assert "| zero | none | 75% [30, 95] (n=4) | 50% [15, 85] (n=4) | 0% [0, 49] (n=4) |" in text
     assert "| zero | aligner | unseen | dusk | 67% [21, 94] (n=3) | 1 |" in text
+    effect = table.aligner_effect.set_index("set")  # paired by episode: the errored one has no pair
+    assert effect.index.tolist() == ["canonical", "seen", "unseen"] and effect["pairs"].tolist() == [4, 4, 3]
+    assert effect[["b", "c"]].values.tolist() == [[0, 0], [0, 1], [0, 2]] and effect["p"].tolist() == [1.0, 1.0, 0.5]
+    np.testing.assert_allclose(effect["difference"], [0, 1 / 4, 2 / 3])
+    assert "| zero | aligner | unseen | 3 | 0% | 67% | +67 pp | 0 / 2 | 0.5 |" in text
     low, high = newcombe_interval(9, 10, 5, 10)
     assert low < 0.4 < high and -1 <= low and high <= 1

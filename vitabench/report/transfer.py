@@ -4,7 +4,9 @@ An episode's domain is its record's (its run's ``--domain``, or its own in a dom
 none counts as ``canonical``). A ``pva`` run is reported under its inner policy with ``aligner`` set, so the
 two rows of a policy sit together. Rates carry 95% Wilson intervals; the drop from canonical
 (percentage points) carries Newcombe's hybrid-score interval for a difference of two
-independent proportions. Only ``ok`` episodes count; errors are shown apart.
+independent proportions. What the aligner changes is paired: the same episodes (domain and
+episode id) with and without it, per domain set, with the exact McNemar test. Only ``ok``
+episodes count; errors are shown apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from vitabench.report.runs import ReportError, default_label
-from vitabench.stats import wilson_interval
+from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 from vitabench.runner.store import RunStore
 
 SETS = ("canonical", "seen", "unseen")
@@ -26,10 +28,13 @@ SETS = ("canonical", "seen", "unseen")
 
 @dataclass(frozen=True)
 class TransferTable:
-    """``cells``: one row per (policy, aligner, domain); ``summary``: one row per (policy, aligner)."""
+    """``cells``: one row per (policy, aligner, domain); ``summary``: one row per (policy, aligner);
+    ``aligner_effect``: one row per (policy, aligner, domain set), paired with the policy's runs
+    without an aligner (empty when no policy has both)."""
 
     cells: pd.DataFrame
     summary: pd.DataFrame
+    aligner_effect: pd.DataFrame
 
 
 def _policy_and_aligner(config: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -65,6 +70,7 @@ def newcombe_interval(s1: int, n1: int, s2: int, n2: int, confidence: float = 0.
 def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
     """Success per policy x aligner x domain, and per domain set with the drop from canonical."""
     rows = []
+    outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}  # (policy, aligner, set) -> episode -> success
     for run_dir in run_dirs:
         store = RunStore(Path(run_dir))
         if not store.exists():
@@ -76,6 +82,8 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
             by_domain.setdefault(_domain(record.domain), []).append(record)
         for (domain_set, domain), records in by_domain.items():
             ok = [r for r in records if r.status == "ok"]
+            paired = outcomes.setdefault((policy, aligner or "none", domain_set), {})
+            paired.update({f"{domain}:{r.episode_id}": bool(r.success) for r in ok})
             rows.append({
                 "policy": policy, "aligner": aligner or "none", "set": domain_set, "domain": domain,
                 "n": len(ok), "successes": sum(bool(r.success) for r in ok), "errors": len(records) - len(ok),
@@ -105,7 +113,31 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
                 row.update({f"{name}_drop": math.nan, f"{name}_drop_low": math.nan, f"{name}_drop_high": math.nan})
         row["errors"] = int(group["errors"].sum())
         summary_rows.append(row)
-    return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows))
+    return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows), aligner_effect=_aligner_effect(outcomes))
+
+
+def _aligner_effect(outcomes: Mapping[tuple[str, str, str], dict[str, bool]]) -> pd.DataFrame:
+    """Per policy, aligner and domain set: success without and with the aligner on the episodes both
+    ran, the difference, the discordant pairs (b: only without, c: only with) and McNemar's p."""
+    rows = []
+    for (policy, aligner, domain_set), with_aligner in outcomes.items():
+        without = outcomes.get((policy, "none", domain_set))
+        if aligner == "none" or without is None:
+            continue
+        counts = paired_counts(without, with_aligner)
+        if counts.n:
+            rows.append({
+                "policy": policy, "aligner": aligner, "set": domain_set, "pairs": counts.n,
+                "rate_without": counts.rate_first, "rate_with": counts.rate_second,
+                "difference": counts.rate_second - counts.rate_first, "b": counts.only_first, "c": counts.only_second,
+                "p": mcnemar_exact(counts.only_first, counts.only_second),
+            })
+    first_seen: dict[tuple[str, str], int] = {}
+    for policy, aligner, _ in outcomes:
+        first_seen.setdefault((policy, aligner), len(first_seen))
+    rows.sort(key=lambda r: (first_seen[(r["policy"], r["aligner"])], SETS.index(r["set"]) if r["set"] in SETS else len(SETS)))
+    columns = ["policy", "aligner", "set", "pairs", "rate_without", "rate_with", "difference", "b", "c", "p"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _with_rates(cells: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +163,8 @@ def _drop(value: float, low: float, high: float) -> str:
 def render_transfer(table: TransferTable, fmt: str = "md") -> str:
     """Markdown (``md``), ``csv`` or ``json`` of the summary, then (md) the per-domain cells."""
     if fmt == "json":
-        return json.dumps({"summary": table.summary.to_dict("records"), "cells": table.cells.to_dict("records")}, indent=2, default=str)
+        return json.dumps({"summary": table.summary.to_dict("records"), "cells": table.cells.to_dict("records"),
+                           "aligner_effect": table.aligner_effect.to_dict("records")}, indent=2, default=str)
     if fmt == "csv":
         return table.summary.to_csv(index=False)
     if fmt != "md":
@@ -149,4 +182,12 @@ def render_transfer(table: TransferTable, fmt: str = "md") -> str:
         lines.append(
             f"| {r['policy']} | {r['aligner']} | {r['set']} | {r['domain']} | {_pct(r['rate'], r['low'], r['high'], r['n'])} | {r['errors']} |"
         )
+    if len(table.aligner_effect):
+        lines += ["", "| policy | aligner | set | pairs | without | with | difference | b / c | p (exact McNemar) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in table.aligner_effect.to_dict("records"):
+            lines.append(
+                f"| {r['policy']} | {r['aligner']} | {r['set']} | {r['pairs']} | {100 * r['rate_without']:.0f}% | "
+                f"{100 * r['rate_with']:.0f}% | {100 * r['difference']:+.0f} pp | {r['b']} / {r['c']} | {r['p']:.3g} |"
+            )
     return "\n".join(lines) + "\n"
