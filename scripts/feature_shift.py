@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import torch
 
+from vitabench.models.checkpoint import shipped_cards
 from vitabench.plugins import make_policy
 
 
@@ -20,7 +21,8 @@ def shifts(data: np.lib.npyio.NpzFile, checkpoint: str) -> dict[str, float]:
     """Domain name -> median feature distance to canonical over median between-scene distance."""
     names = [str(name) for name in data["domain_names"]]
     images, domain, scene, camera = data["images"], data["domain"], data["state_id"], data["camera"]
-    policy = make_policy("teacher" if checkpoint.startswith("teacher") else "vita_vla", checkpoint=checkpoint, device="cpu")
+    policy_name = next(card["policy"] for card in shipped_cards() if card["name"] == checkpoint)
+    policy = make_policy(policy_name, checkpoint=checkpoint, device="cpu")
     while not hasattr(policy, "model"):  # the model policy under its wrappers (temporal ensembling)
         policy = policy.inner
     model = policy.model
