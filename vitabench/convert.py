@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
+from vitabench.models.common import TOKENIZER_FILES
 
 REPORT_FILE = "conversion.json"
 
@@ -461,8 +462,6 @@ INTERNVIT_300M = dict(hidden_size=1024, intermediate_size=4096, num_attention_he
                       image_size=448, patch_size=14, qkv_bias=True, qk_normalization=False, norm_type="layer_norm",
                       layer_norm_eps=1e-6, hidden_act="gelu")
 INTERNVIT_300M_PROCESSOR = dict(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], crop_size=448, size=448)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
-                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
 _V = "model.vision_tower."
 VITA_RULES: list[tuple[str, Rule]] = [
     (r"model\.embed_tokens\.weight", _to("model.language_model.embed_tokens.weight")),

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cli_in_process import vitabench_in_process
+from large_presets import build_cheaply
 from vitabench.api.errors import VitabenchError
 from vitabench.api.protocol import load_protocol
 from vitabench.api.suite import Task
@@ -233,10 +234,9 @@ def test_features_of_a_frame_ignore_later_frames(name, policies):
 
 
 def test_paper_teacher_preset_builds_with_the_papers_shape_and_acts():
-    from vitabench.models.teacher import TEACHER_PRESETS, TeacherModel
+    from vitabench.models.teacher import TEACHER_PRESETS
 
-    torch.manual_seed(0)
-    model = TeacherModel.build(TEACHER_PRESETS["paper"]).eval()
+    model = build_cheaply(TEACHER_PRESETS["paper"])
     assert len(model.blocks) == 24 and model.blocks[0].heads == 12 and model.resamplers["agentview"].latents.shape == (6, 768)
     batch = frame_batch(n_rows=1, n_frames=2)  # one real frame, one padded
     with torch.inference_mode():
@@ -504,3 +504,17 @@ def test_cpu_student_alignment_with_train_vision_lowers_the_loss_and_moves_the_v
     assert losses[-1] < 0.8 * losses[0], losses
     assert not torch.equal(patch, before)
     assert all(not p.requires_grad for p in model.language_model.parameters())
+
+
+@pytest.mark.model
+def test_tokenizers_of_identical_files_are_parsed_once_and_changed_files_afresh(tmp_path):
+    from vitabench.models.common import clip_tokenizer, load_tokenizer
+
+    clip_tokenizer().save_pretrained(tmp_path / "a")
+    clip_tokenizer().save_pretrained(tmp_path / "b")
+    first = load_tokenizer(tmp_path / "a")
+    assert load_tokenizer(tmp_path / "b") is first and first("put the bowl")["input_ids"] == clip_tokenizer()("put the bowl")["input_ids"]
+    config = json.loads((tmp_path / "b" / "tokenizer_config.json").read_text())
+    (tmp_path / "b" / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 7}))
+    changed = load_tokenizer(tmp_path / "b")
+    assert changed is not first and changed.model_max_length == 7 and first.model_max_length != 7

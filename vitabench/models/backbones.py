@@ -23,7 +23,7 @@ from torch import nn
 
 from vitabench.api.config import read_json
 from vitabench.api.errors import VitabenchError
-from vitabench.models.common import quiet_transformers
+from vitabench.models.common import load_tokenizer, quiet_transformers
 
 #: model_type in config.json → the transformers class it loads as.
 FAMILIES = {"llava": "LlavaForConditionalGeneration", "internvl": "InternVLForConditionalGeneration"}
@@ -109,14 +109,14 @@ def adapt(vlm: nn.Module) -> nn.Module:
 
 def load_backbone(directory: str | Path) -> tuple[nn.Module, Any, ImageInput]:
     """A VLM of an accepted family, its tokenizer and its image input, through ``from_pretrained``."""
-    from transformers import AutoModelForImageTextToText, AutoTokenizer
+    from transformers import AutoModelForImageTextToText
 
     quiet_transformers()
     path = Path(directory)
     family(path)
     try:
         vlm = AutoModelForImageTextToText.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
     except (OSError, ValueError, KeyError) as exc:
         raise VitabenchError(f"vlm={str(directory)!r} cannot be loaded as an image-text-to-text model: {exc}") from None
     return adapt(vlm), tokenizer, image_input(path, vlm.config)

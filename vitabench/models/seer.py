@@ -45,6 +45,7 @@ from vitabench.models.common import (
     ModelOutput,
     StateEncoder,
     clip_tokenizer,
+    load_tokenizer,
     quiet_transformers,
     scatter_frames,
     state_dim,
@@ -419,10 +420,8 @@ class SeerTeacherModel(nn.Module):
     @classmethod
     def from_saved(cls, config: Any, directory: Path) -> SeerTeacherModel:
         """The skeleton of a saved Seer teacher (weights are loaded by the caller)."""
-        from transformers import AutoTokenizer
-
         quiet_transformers()
-        return cls(config, AutoTokenizer.from_pretrained(directory / "tokenizer"))
+        return cls(config, load_tokenizer(directory / "tokenizer"))
 
 
 def encoder_fields(config: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -434,7 +433,7 @@ def encoder_fields(config: Any, names: tuple[str, ...]) -> dict[str, Any]:
 def load_clip_text(directory: str | Path) -> tuple[nn.Module, Any]:
     """A CLIP text encoder with its projection, and its tokenizer, from a local transformers
     directory (a ``CLIPModel`` or ``CLIPTextModelWithProjection``)."""
-    from transformers import AutoConfig, AutoTokenizer, CLIPTextModelWithProjection
+    from transformers import AutoConfig, CLIPTextModelWithProjection
 
     quiet_transformers()
     path = Path(directory)
@@ -445,7 +444,7 @@ def load_clip_text(directory: str | Path) -> tuple[nn.Module, Any]:
         if config.model_type == "clip":  # a full CLIP model: its text tower with the model's projection width
             config = config.text_config
             config.projection_dim = AutoConfig.from_pretrained(path).projection_dim
-        return CLIPTextModelWithProjection.from_pretrained(path, config=config), AutoTokenizer.from_pretrained(path)
+        return CLIPTextModelWithProjection.from_pretrained(path, config=config), load_tokenizer(path)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise VitabenchError(f"text encoder {str(directory)!r} cannot be loaded as a CLIP text model: {exc}") from None
 

@@ -24,6 +24,7 @@ from vitabench.models.common import (
     StateEncoder,
     check_state_rotation,
     clip_tokenizer,
+    load_tokenizer,
     normalize_images,
     quiet_transformers,
     scatter_frames,
@@ -312,9 +313,9 @@ class StudentModel(nn.Module):
     @classmethod
     def from_saved(cls, config: StudentConfig, directory: Path) -> StudentModel:
         """The skeleton of a saved student (weights are loaded by the caller)."""
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         quiet_transformers()
         vlm_config = AutoConfig.from_pretrained(directory / "vlm")
         image = backbones.image_input(directory / "vlm", vlm_config)
-        return cls(config, backbones.from_config(vlm_config), AutoTokenizer.from_pretrained(directory / "vlm"), image.size)
+        return cls(config, backbones.from_config(vlm_config), load_tokenizer(directory / "vlm"), image.size)

@@ -29,6 +29,7 @@ from vitabench.models.common import (
     StateEncoder,
     check_state_rotation,
     clip_tokenizer,
+    load_tokenizer,
     normalize_images,
     quiet_transformers,
     scatter_frames,
@@ -426,7 +427,7 @@ class TeacherModel(nn.Module):
             raise VitabenchError("image_encoder_dir needs architecture='seer'; the vitabench teacher trains its image encoder")
         if text_encoder_dir is None:
             return cls(config, clip_tokenizer())
-        from transformers import AutoTokenizer, CLIPTextModel
+        from transformers import CLIPTextModel
 
         quiet_transformers()
         path = Path(text_encoder_dir)
@@ -434,7 +435,7 @@ class TeacherModel(nn.Module):
             raise VitabenchError(f"text_encoder={text_encoder_dir!r} is not a directory; accepted: a local CLIP model directory")
         try:
             text_encoder = CLIPTextModel.from_pretrained(path)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = load_tokenizer(path)
         except (OSError, ValueError) as exc:
             raise VitabenchError(f"text_encoder={text_encoder_dir!r} cannot be loaded as a CLIP text model: {exc}") from None
         text = {k: v for k, v in text_encoder.config.to_dict().items() if k in _TEXT_FIELDS}
@@ -447,14 +448,12 @@ class TeacherModel(nn.Module):
     @classmethod
     def from_saved(cls, config: TeacherConfig, directory: Path) -> Any:
         """The skeleton of a saved teacher of its recorded architecture (weights are loaded by the caller)."""
-        from transformers import AutoTokenizer
-
         if config.architecture == "seer":
             from vitabench.models.seer import SeerTeacherModel
 
             return SeerTeacherModel.from_saved(config, directory)
         quiet_transformers()
-        return cls(config, AutoTokenizer.from_pretrained(directory / "tokenizer"))
+        return cls(config, load_tokenizer(directory / "tokenizer"))
 
 
 _TEXT_FIELDS = (
