@@ -2,6 +2,7 @@
 
     # 1. the weights: fp16, the lineage extended by a "ship" stage
     .venv/bin/python scripts/ship_checkpoint.py weights runs/teacher/ckpt/r0 teacher_libero_object
+    # (--into DIR writes DIR/NAME instead: an fp16 copy evaluated like a shipped one, not shipped)
     # 2. evaluate the shipped weights (vitabench run --policy-arg checkpoint=teacher_libero_object ...)
     # 3. the card: every run measured these exact weights (checked by hash); the first is the headline
     .venv/bin/python scripts/ship_checkpoint.py card teacher_libero_object RUN [RUN ...] --reproduce "COMMAND"
@@ -29,19 +30,27 @@ MAX_WEIGHTS_MB = 25
 MODEL_CARD = "README.md"
 
 
-def ship_weights(source: Path, name: str) -> Path:
-    """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``checkpoints/name``."""
+def read_kind(source: Path) -> str | None:
+    """The model kind a checkpoint directory's config names (None when it has no readable config)."""
+    try:
+        return json.loads((source / "config.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def ship_weights(source: Path, name: str, into: Path = ROOT / "checkpoints") -> Path:
+    """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``into/name`` (``checkpoints/name``)."""
     from vitabench.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
     from vitabench.training.lineage import LINEAGE_FILE, read_lineage
 
-    kind = json.loads((source / "config.json").read_text())["kind"]
+    kind = "teacher" if read_kind(source) == "teacher" else "vita_vla"
     saved = resolve_checkpoint(source, kind)
     if kind == "teacher":
         from vitabench.models.teacher import TeacherConfig as config_class, TeacherModel as model_class
     else:
         from vitabench.models.student import StudentConfig as config_class, StudentModel as model_class
     model = load_model(saved, config_class, model_class.from_saved)
-    target = ROOT / "checkpoints" / name
+    target = into / name
     staging = target.with_name(f".{name}.shipping")  # the shipped checkpoint stays until this one is whole
     if staging.exists():
         shutil.rmtree(staging)
@@ -122,15 +131,21 @@ def main() -> None:
     weights = commands.add_parser("weights", help="write checkpoints/NAME from a trained checkpoint directory")
     weights.add_argument("source", type=Path)
     weights.add_argument("name")
+    weights.add_argument("--into", type=Path, default=ROOT / "checkpoints", help="the folder of NAME (default: checkpoints)")
     card = commands.add_parser("card", help="write checkpoints/NAME/card.json from evaluation runs of the shipped weights")
     card.add_argument("name")
     card.add_argument("runs", type=Path, nargs="+")
     card.add_argument("--reproduce", required=True, help="the command that reproduces the checkpoint and its headline run")
     args = parser.parse_args()
-    if args.command == "weights":
-        ship_weights(args.source, args.name)
-    else:
-        write_card(args.name, args.runs, args.reproduce)
+    from vitabench.api.errors import VitabenchError
+
+    try:
+        if args.command == "weights":
+            ship_weights(args.source, args.name, args.into)
+        else:
+            write_card(args.name, args.runs, args.reproduce)
+    except VitabenchError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@
 # DART demos (init states 0-29), stage 2 (fine-tuning) on them, then stage 2 continued on the
 # DART demos and the DAgger round's data at half the learning rate; evaluated on the teacher's
 # held-out episodes (init states 30-49, 20 per task, vita_vla_128) after shipping it in fp16
-# (checkpoints/vita_vla_libero_object: the evaluation measures the shipped weights); then the
-# other four variants, trained and continued alike and evaluated as trained, for
-# reports/ablations/student_variants.toml.
+# (checkpoints/vita_vla_libero_object: the evaluation measures the shipped weights).
+# Then the other four variants at the budget of the student's first version (stage 1 700 steps
+# where the variant has one, stage 2 2,500 steps, DART demos only; no continuation), each
+# evaluated in fp16 like it, paired with that version's recorded evaluation
+# (reports/ablations/student_variants.toml; records and table in reports/student/ablation).
 #   bash scripts/student_recipe.sh            # every stage not yet finished (re-runnable)
 #   STAGES=two_stage bash scripts/student_recipe.sh   # only the shipped student and its evaluation
-# Stages skip when their output exists; wall times go to $OUT/wall_times.tsv, logs to $OUT/logs/.
+#   STAGES=variants bash scripts/student_recipe.sh    # only the four variants (needs only the DART demos)
+# Stages skip when their output exists (training resumes from its last periodic state); wall
+# times go to $OUT/wall_times.tsv, logs to $OUT/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/student}
@@ -58,19 +62,25 @@ evaluate() {  # evaluate NAME [CHECKPOINT]: $OUT/ckpt/NAME (or CHECKPOINT) on th
 align=(--stage align --teacher "$TEACHER" --backbone cpu --steps "$ALIGN_STEPS" "${dart[@]}" --lr 1e-3 --seed 0)
 finetune=(--stage finetune --steps "$FINETUNE_STEPS" "${dart[@]}" --lr 1e-3 --seed 0)
 distill align "${align[@]}"
-distill two_stage "${finetune[@]}" --from "$OUT/ckpt/align"
-continued two_stage
-[[ -f checkpoints/$SHIPPED/lineage.json ]] || .venv/bin/python scripts/ship_checkpoint.py weights "$OUT/ckpt/two_stage_long" $SHIPPED
-evaluate two_stage_long $SHIPPED
+if [[ $STAGES != variants ]]; then
+  distill two_stage "${finetune[@]}" --from "$OUT/ckpt/align"
+  continued two_stage
+  [[ -f checkpoints/$SHIPPED/lineage.json ]] || .venv/bin/python scripts/ship_checkpoint.py weights "$OUT/ckpt/two_stage_long" $SHIPPED
+  evaluate two_stage_long $SHIPPED
+fi
 [[ $STAGES == two_stage ]] && exit 0
+
+# The variants at the first version's budget, each then copied to fp16 ($OUT/fp16/NAME) as that
+# version was shipped; `vitabench ablate` evaluates the copies (resuming a partial evaluation).
 distill only_ft "${finetune[@]}" --teacher "$TEACHER" --backbone cpu
-continued only_ft
 distill freeze_vlm "${finetune[@]}" --from "$OUT/ckpt/align" --freeze-vlm
-continued freeze_vlm --freeze-vlm
 distill align_no_state "${align[@]}" --no-state-encoder
 distill no_state_encoder "${finetune[@]}" --no-state-encoder --from "$OUT/ckpt/align_no_state"
-continued no_state_encoder --no-state-encoder
 distill align_no_token "${align[@]}" --no-action-token
 distill no_action_token "${finetune[@]}" --no-action-token --from "$OUT/ckpt/align_no_token"
-continued no_action_token --no-action-token
-for variant in only_ft freeze_vlm no_state_encoder no_action_token; do evaluate "${variant}_long"; done
+for variant in only_ft freeze_vlm no_state_encoder no_action_token; do
+  [[ -f $OUT/fp16/$variant/lineage.json ]] || .venv/bin/python scripts/ship_checkpoint.py weights "$OUT/ckpt/$variant" "$variant" --into "$OUT/fp16"
+done
+ABLATION=reports/student/ablation
+LP_NUM_THREADS=1 timed ablate_student_variants $VB ablate reports/ablations/student_variants.toml --out $ABLATION
+$VB ablate reports/ablations/student_variants.toml --out $ABLATION --format md > $ABLATION/student_variants.md

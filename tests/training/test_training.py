@@ -308,3 +308,51 @@ def _weights(directory: Path) -> dict[str, np.ndarray]:
 
 def _weights_of(model) -> dict[str, np.ndarray]:
     return {name: value.detach().numpy() for name, value in model.state_dict().items()}
+
+
+@pytest.mark.model
+def test_ship_checkpoint_writes_an_fp16_copy_where_asked_and_refuses_a_bad_source(tmp_path: Path, monkeypatch) -> None:
+    """`scripts/ship_checkpoint.py weights SRC NAME --into DIR`: DIR/NAME holds fp16 weights whose
+    lineage ends with a ship stage naming the source's weights, checkpoints/ is left alone, and a
+    source that is no checkpoint is one error line with nothing written."""
+    import importlib.util
+    import sys
+
+    import torch
+    from safetensors import safe_open
+
+    from vitabench.models.checkpoint import weights_hash
+    from vitabench.training.lineage import read_lineage
+    from vitabench.training.teacher import train_teacher
+
+    torch.set_num_threads(1)
+    data = write_file(tmp_path / "demos.hdf5", resolution=64, lengths=(5, 4))
+    train_teacher([data], tmp_path / "teacher", settings=TrainSettings(steps=2, batch_size=2, lr=1e-3, device="cpu"),
+                  overrides={"history": 2}, quiet=True)
+    path = Path(__file__).resolve().parents[2] / "scripts" / "ship_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("ship_checkpoint", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped_before = sorted(p.name for p in (script.ROOT / "checkpoints").iterdir())
+
+    def ship(source: Path) -> None:
+        monkeypatch.setattr(sys, "argv", ["ship_checkpoint.py", "weights", str(source), "mine", "--into", str(tmp_path / "fp16")])
+        script.main()
+
+    for _ in range(2):  # shipping again replaces the copy
+        ship(tmp_path / "teacher")
+    copy = tmp_path / "fp16" / "mine"
+    with safe_open(copy / "model.safetensors", "pt") as weights:
+        assert {weights.get_tensor(key).dtype for key in weights.keys()} == {torch.float16}
+    stages = read_lineage(copy)["stages"]
+    assert [stage["stage"] for stage in stages] == ["teacher", "ship"]
+    assert stages[-1]["options"]["source_weights_hash"] == weights_hash(tmp_path / "teacher" / "model.safetensors")
+    assert stages[-1]["weights_hash"] == weights_hash(copy / "model.safetensors")
+    assert sorted(p.name for p in (script.ROOT / "checkpoints").iterdir()) == shipped_before
+    assert sorted(p.name for p in (tmp_path / "fp16").iterdir()) == ["mine"]
+
+    with pytest.raises(SystemExit) as refused:
+        ship(tmp_path / "nowhere")
+    message = str(refused.value.code)
+    assert message.startswith("error: checkpoint=") and "\n" not in message and "nowhere" in message and "shipped:" in message
+    assert sorted(p.name for p in (tmp_path / "fp16").iterdir()) == ["mine"]
