@@ -15,9 +15,10 @@ Marker ``sim``: the test builds a simulator (a LIBERO env, directly, in env work
 actors or through a ``vitabench`` run in a subprocess; or franky-sim). Marker ``model``: the test
 builds, loads, trains or serves a model on transformers (a teacher, a student, PVA's CLIP; in
 this process, a server or a CLI process): a process's first one imports transformers' model code
-(about 5 CPU-s), each model costs seconds more. The fast loop leaves both out, in two processes:
+(about 5 CPU-s), each model costs seconds more. The loops while changing code, in two processes:
 
-    pytest -m "not sim and not model" -n 2 --dist loadfile
+    pytest -m "not sim" -n 2 --dist loadfile              # under a minute on 2 idle cores
+    pytest -m "not sim and not model" -n 2 --dist loadfile  # the fastest
 """
 
 from __future__ import annotations
