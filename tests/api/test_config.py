@@ -57,7 +57,7 @@ def test_checkpoint_and_run_files_use_the_same_reader(tmp_path: Path) -> None:
 
 def test_lineage_and_pva_files_use_the_same_reader(tmp_path: Path) -> None:
     from vitabench.pva.models import Aligner
-    from vitabench.training.lineage import LINEAGE_FILE, read_lineage
+    from vitabench.models.checkpoint import LINEAGE_FILE, read_lineage
 
     with pytest.raises(VitabenchError, match=f"has no {LINEAGE_FILE}"):
         read_lineage(tmp_path)

@@ -180,7 +180,7 @@ def test_the_converted_teacher_acts_and_distils_like_any_teacher(converted, seer
     from test_seer import write_demos
 
     from vitabench.training.distill import StudentOptions, align, build_student
-    from vitabench.training.lineage import read_lineage
+    from vitabench.models.checkpoint import read_lineage
     from vitabench.training.loop import TrainSettings
 
     policy = make_policy("teacher", checkpoint=str(converted), device="cpu", protocol="vita_vla_paper")

@@ -255,7 +255,7 @@ def test_distillation_variants_and_their_errors(tmp_path: Path) -> None:
     import torch
 
     from vitabench.training.distill import StudentOptions, align, build_student, finetune, load_teacher
-    from vitabench.training.lineage import read_lineage
+    from vitabench.models.checkpoint import read_lineage
     from vitabench.training.teacher import train_teacher
 
     torch.set_num_threads(1)
@@ -322,7 +322,7 @@ def test_ship_checkpoint_writes_an_fp16_copy_where_asked_and_refuses_a_bad_sourc
     from safetensors import safe_open
 
     from vitabench.models.checkpoint import weights_hash
-    from vitabench.training.lineage import read_lineage
+    from vitabench.models.checkpoint import read_lineage
     from vitabench.training.teacher import train_teacher
 
     torch.set_num_threads(1)

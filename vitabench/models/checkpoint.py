@@ -1,6 +1,7 @@
 """Checkpoint directories: ``config.json`` (model kind and config), ``model.safetensors`` (all
 weights), ``spec.json`` (observation spec and the protocol trained under), plus the model's extras
-(tokenizer, VLM config). Anything missing, corrupt or mismatched raises a one-line error."""
+(tokenizer, VLM config) and ``lineage.json`` (the stages that made the weights, written by
+``vitabench.training.lineage``). Anything missing, corrupt or mismatched raises a one-line error."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "spec.json"
 FORMAT_VERSION = 1
+LINEAGE_FILE = "lineage.json"
 
 
 class CheckpointError(VitabenchError):
@@ -212,3 +214,14 @@ def load_model(checkpoint: Checkpoint, config_class: type, from_saved: Callable[
         raise CheckpointError(f"checkpoint {checkpoint.directory} cannot be rebuilt from its config: {exc}") from None
     load_weights(model, checkpoint)
     return model
+
+
+def read_lineage(directory: str | Path) -> dict[str, Any]:
+    """The lineage of a checkpoint directory written by ``vitabench train``/``distill``."""
+    path = Path(directory) / LINEAGE_FILE
+    if not path.is_file():
+        raise VitabenchError(f"{directory} has no {LINEAGE_FILE}; accepted: a checkpoint written by vitabench train or distill")
+    data = read_json(path, "lineage file")
+    if "stages" not in data:
+        raise VitabenchError(f"{path} holds no lineage (a JSON object with 'stages')")
+    return data

@@ -218,7 +218,7 @@ def make_model_policy(
             if name in saved.config and saved.config[name] != (list(value) if isinstance(value, tuple) else value):
                 raise CheckpointError(f"checkpoint {saved.directory} was trained with {name}={saved.config[name]!r}, not {value!r}")
         model = load_model(saved, config_class, from_saved)
-        from vitabench.training.lineage import LINEAGE_FILE, read_lineage
+        from vitabench.models.checkpoint import LINEAGE_FILE, read_lineage
 
         has_lineage = (saved.directory / LINEAGE_FILE).is_file()
         provenance = Provenance(

@@ -109,7 +109,7 @@ def _check_resolution(windows: Windows, saved: Any, what: str) -> None:
 
 
 def _lineage_of(directory: Path) -> dict[str, Any]:
-    from vitabench.training.lineage import read_lineage
+    from vitabench.models.checkpoint import read_lineage
 
     return read_lineage(directory)
 

@@ -1,4 +1,5 @@
-"""Where a checkpoint came from: ``lineage.json`` next to its weights.
+"""Where a checkpoint came from: writing ``lineage.json`` next to its weights (read by
+``vitabench.models.checkpoint.read_lineage``).
 
 It lists the stages that made the weights, oldest first (teacher training, stage-1 alignment,
 stage-2 fine-tuning), each with its data files (path, sha256, demo count), settings, options,
@@ -15,11 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from vitabench.api.config import read_json
-from vitabench.api.errors import VitabenchError
+from vitabench.models.checkpoint import LINEAGE_FILE
 from vitabench.training.data import DatasetInfo
-
-LINEAGE_FILE = "lineage.json"
 
 
 def stage_record(
@@ -67,14 +65,3 @@ def write_lineage(
     }
     (directory / LINEAGE_FILE).write_text(json.dumps(record, indent=2))
     return record
-
-
-def read_lineage(directory: str | Path) -> dict[str, Any]:
-    """The lineage of a checkpoint directory written by ``vitabench train``/``distill``."""
-    path = Path(directory) / LINEAGE_FILE
-    if not path.is_file():
-        raise VitabenchError(f"{directory} has no {LINEAGE_FILE}; accepted: a checkpoint written by vitabench train or distill")
-    data = read_json(path, "lineage file")
-    if "stages" not in data:
-        raise VitabenchError(f"{path} holds no lineage (a JSON object with 'stages')")
-    return data

@@ -57,7 +57,8 @@ def train_teacher(
     from vitabench.models.checkpoint import load_model, resolve_checkpoint, save_checkpoint
     from vitabench.models.common import action_loss
     from vitabench.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
-    from vitabench.training.lineage import read_lineage, stage_record, write_lineage
+    from vitabench.models.checkpoint import read_lineage
+    from vitabench.training.lineage import stage_record, write_lineage
 
     earlier: list[dict[str, Any]] = []
     if init_from is not None:
