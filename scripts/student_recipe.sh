@@ -70,17 +70,23 @@ if [[ $STAGES != variants ]]; then
 fi
 [[ $STAGES == two_stage ]] && exit 0
 
-# The variants at the first version's budget, each then copied to fp16 ($OUT/fp16/NAME) as that
-# version was shipped; `vitabench ablate` evaluates the copies (resuming a partial evaluation).
-distill only_ft "${finetune[@]}" --teacher "$TEACHER" --backbone cpu
-distill freeze_vlm "${finetune[@]}" --from "$OUT/ckpt/align" --freeze-vlm
-distill align_no_state "${align[@]}" --no-state-encoder
-distill no_state_encoder "${finetune[@]}" --no-state-encoder --from "$OUT/ckpt/align_no_state"
-distill align_no_token "${align[@]}" --no-action-token
-distill no_action_token "${finetune[@]}" --no-action-token --from "$OUT/ckpt/align_no_token"
-for variant in only_ft freeze_vlm no_state_encoder no_action_token; do
-  [[ -f $OUT/fp16/$variant/lineage.json ]] || .venv/bin/python scripts/ship_checkpoint.py weights "$OUT/ckpt/$variant" "$variant" --into "$OUT/fp16"
-done
+# The variants at the first version's budget, one after another: trained, copied to fp16
+# ($OUT/fp16/NAME) as that version was shipped, evaluated where `vitabench ablate` finds its runs
+# (reports/student/ablation/NAME/libero_object, resumed if partial), so each finished variant's
+# records can be committed before the next one trains; then the paired table.
 ABLATION=reports/student/ablation
-LP_NUM_THREADS=1 timed ablate_student_variants $VB ablate reports/ablations/student_variants.toml --out $ABLATION
+variant() {  # variant NAME DISTILL_ARGS...
+  local name=$1
+  shift
+  distill "$name" "$@"
+  [[ -f $OUT/fp16/$name/lineage.json ]] || .venv/bin/python scripts/ship_checkpoint.py weights "$OUT/ckpt/$name" "$name" --into "$OUT/fp16"
+  LP_NUM_THREADS=1 timed "eval_$name" $VB run --policy vita_vla --policy-arg "checkpoint=$OUT/fp16/$name" --policy-arg ensemble=0.01 \
+    --suite libero_object --tasks 0-4 --protocol $PROTOCOL --workers 2 --label "$name" --quiet --out "$ABLATION/$name/libero_object" --resume
+}
+variant only_ft "${finetune[@]}" --teacher "$TEACHER" --backbone cpu
+variant freeze_vlm "${finetune[@]}" --from "$OUT/ckpt/align" --freeze-vlm
+distill align_no_state "${align[@]}" --no-state-encoder
+variant no_state_encoder "${finetune[@]}" --no-state-encoder --from "$OUT/ckpt/align_no_state"
+distill align_no_token "${align[@]}" --no-action-token
+variant no_action_token "${finetune[@]}" --no-action-token --from "$OUT/ckpt/align_no_token"
 $VB ablate reports/ablations/student_variants.toml --out $ABLATION --format md > $ABLATION/student_variants.md
