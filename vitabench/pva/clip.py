@@ -124,7 +124,8 @@ class Clip:
 
         text = self.model.text_model
         hidden = text.embeddings(inputs_embeds=embeddings)
-        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
+        no_cache = {_cache_keyword(): None}
+        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=None, **no_cache)
         hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         hidden = text.final_layer_norm(hidden)
         eos = (input_ids == text.config.eos_token_id).int().argmax(dim=-1)
@@ -158,6 +159,16 @@ def load_clip(path: str | Path) -> Clip:
     else:
         tokenizer = CLIPTokenizer.from_pretrained(path)
     return Clip(model=model, tokenizer=tokenizer, path=str(path))
+
+
+def _cache_keyword() -> str:
+    """``create_causal_mask``'s name for the KV cache: ``cache`` from transformers 5.25 (which
+    deprecates ``past_key_values``, to be removed in 5.40), ``past_key_values`` before."""
+    import inspect
+
+    from transformers.masking_utils import create_causal_mask
+
+    return "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
 
 def _normalise(x: Any) -> Any:
