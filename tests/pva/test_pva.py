@@ -176,5 +176,18 @@ def test_transfer_table_pairs_policies_with_and_without_the_aligner(tmp_path: Pa
     assert effect[["b", "c"]].values.tolist() == [[0, 0], [0, 1], [0, 2]] and effect["p"].tolist() == [1.0, 1.0, 0.5]
     np.testing.assert_allclose(effect["difference"], [0, 1 / 4, 2 / 3])
     assert "| zero | aligner | unseen | 3 | 0% | 67% | +67 pp | 0 / 2 | 0.5 |" in text
+    # the aligner's runs again as one domain-set run (episode ids end in @SET/NAME) pair with the per-domain runs without it
+    from vitabench.envs.domains import resolve_domains
+    from vitabench.runner.store import RunStore
+
+    domains = resolve_domains("canonical") + resolve_domains("dim") + resolve_domains("dusk")
+    outcome_by_domain = {"canonical": 3, "dim": 3, "dusk": 2}
+    set_run = write_run(tmp_path / "pva-set", "pva", "libero_object",
+                        lambda e: e.index < outcome_by_domain[e.domain.split("/")[1].split("@")[0]],
+                        protocol=load_protocol("distill_64").with_domains(domains, "mixed"), tasks=(0,), episodes_per_task=4, args=aligner)
+    assert RunStore(set_run).manifest().episodes[0].episode_id.endswith("@canonical/canonical")
+    plain_runs = [run for run in runs if run.name.startswith("zero-")]
+    effect = transfer_table(plain_runs + [set_run]).aligner_effect.set_index("set")
+    assert effect["pairs"].tolist() == [4, 4, 4] and effect[["b", "c"]].values.tolist() == [[0, 0], [0, 1], [0, 2]]
     low, high = newcombe_interval(9, 10, 5, 10)
     assert low < 0.4 < high and -1 <= low and high <= 1

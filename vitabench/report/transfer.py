@@ -83,7 +83,7 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
         for (domain_set, domain), records in by_domain.items():
             ok = [r for r in records if r.status == "ok"]
             paired = outcomes.setdefault((policy, aligner or "none", domain_set), {})
-            paired.update({f"{domain}:{r.episode_id}": bool(r.success) for r in ok})
+            paired.update({_episode_key(domain, r): bool(r.success) for r in ok})
             rows.append({
                 "policy": policy, "aligner": aligner or "none", "set": domain_set, "domain": domain,
                 "n": len(ok), "successes": sum(bool(r.success) for r in ok), "errors": len(records) - len(ok),
@@ -114,6 +114,12 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
         row["errors"] = int(group["errors"].sum())
         summary_rows.append(row)
     return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows), aligner_effect=_aligner_effect(outcomes))
+
+
+def _episode_key(domain: str, record: Any) -> str:
+    """What makes two records the same episode for pairing: domain, task, init state and seed (not
+    the episode id, which a domain-set run suffixes with ``@SET/NAME``)."""
+    return f"{domain}:{record.suite}/{record.task_id}/{record.init_state_id}/{record.seed}"
 
 
 def _aligner_effect(outcomes: Mapping[tuple[str, str, str], dict[str, bool]]) -> pd.DataFrame:
