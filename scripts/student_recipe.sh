@@ -89,4 +89,8 @@ distill align_no_state "${align[@]}" --no-state-encoder
 variant no_state_encoder "${finetune[@]}" --no-state-encoder --from "$OUT/ckpt/align_no_state"
 distill align_no_token "${align[@]}" --no-action-token
 variant no_action_token "${finetune[@]}" --no-action-token --from "$OUT/ckpt/align_no_token"
+# The control: the two-stage recipe itself trained again. Training here is not bitwise repeatable
+# (a rebuilt stage 1 on rebuilt demos ends at another loss), so a variant's difference from the
+# recorded first version means something only beside this re-run's
+variant two_stage_rerun "${finetune[@]}" --from "$OUT/ckpt/align"
 $VB ablate reports/ablations/student_variants.toml --out $ABLATION --format md > $ABLATION/student_variants.md

@@ -88,3 +88,31 @@ def test_the_committed_student_teacher_table_is_what_their_records_give(tmp_path
     rows = committed_ablation_rows("reports/ablations/student_vs_teacher.toml", "reports/student/ablation",
                                    "reports/student/ablation/student_vs_teacher.md", tmp_path, monkeypatch)
     assert rows.loc["two_stage", "pairs"] == rows.loc["two_stage_2500", "pairs"] == 100
+
+
+def test_committed_variant_runs_pair_with_the_first_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each variant of reports/ablations/student_variants.toml whose run is committed (under
+    reports/student/ablation, STAGES=variants of scripts/student_recipe.sh) is the run the spec asks
+    for (its checkpoint and ensembling, the protocol), complete, evaluated in fp16 like the first
+    version, and pairs with that version on all of its 100 held-out episodes. While the sweep spans
+    sittings, the variants not yet run are left out, not evaluated."""
+    import dataclasses
+
+    from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
+
+    def no_evaluation(variant, suite, spec, run_dir):  # noqa: ANN001, ANN202 - ensure_runs' evaluate hook
+        raise AssertionError(f"{variant.name} on {suite} is not complete in {run_dir}")
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    out = Path("reports/student/ablation")
+    spec = load_ablation_spec("reports/ablations/student_variants.toml")
+    committed = [v for v in spec.variants if not v.runs and (out / v.name / "libero_object" / "run.json").is_file()]
+    assert committed, "no variant run is committed"
+    recorded = [v for v in spec.variants if v.runs]
+    partial = dataclasses.replace(spec, variants=tuple(recorded + committed))
+    rows = ablation_table(partial, ensure_runs(partial, out, evaluate=no_evaluation)).set_index("variant")
+    for variant in committed:
+        assert rows.loc[variant.name, "pairs"] == 100, variant.name
+        run = json.loads((out / variant.name / "libero_object" / "run.json").read_text())
+        stages = run["policy"]["lineage"]["stages"]
+        assert stages[-1]["stage"] == "ship" and stages[-1]["weights_hash"] == run["policy"]["checkpoint_hash"]  # the fp16 copy
