@@ -106,3 +106,40 @@ def test_env_clips_workspace_and_records_timing(sim_host, tmp_path):
         assert demo["obs/agentview_rgb"].shape == (12, 32, 32, 3)
         executed, asked = demo["actions"][:], demo["policy_actions"][:]
         assert (executed[:, 2] < asked[:, 2]).any()  # the clipped actions are what was executed
+
+
+class PlannerFailingRobot:
+    """Stands in for franky.Robot where franky-sim cannot be made to fail: its trajectory generator
+    (Ruckig) finding no trajectory, which a loaded CI machine met once in a full run. ``failures``
+    moves raise franky's RuntimeError before they succeed."""
+
+    has_errors = False
+
+    def __init__(self, failures: int, message: str = "Motion planner failed with error code -110") -> None:
+        self.failures, self.message, self.moves = failures, message, []
+
+    def move(self, motion, asynchronous: bool) -> None:  # noqa: ANN001 - a franky motion
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError(self.message)
+        self.moves.append((motion, asynchronous))
+
+
+def test_a_planner_failure_is_sent_again_once_then_is_the_episodes_error(capsys):
+    import franky
+
+    from vitabench.robots.driver import RobotError
+
+    driver = FrankaDriver(host="sim")
+    driver._franky = franky
+    driver._robot = PlannerFailingRobot(failures=1)
+    driver._move("twist", asynchronous=True)
+    assert driver._robot.moves == [("twist", True)]
+    assert capsys.readouterr().err == "franka at sim: Motion planner failed with error code -110; the motion is sent again\n"
+    driver._robot = PlannerFailingRobot(failures=2)
+    with pytest.raises(RobotError, match=r"^franka at sim: Motion planner failed with error code -110, twice in a row$"):
+        driver._move("twist", asynchronous=True)
+    driver._robot = PlannerFailingRobot(failures=1, message="something else")
+    with pytest.raises(RuntimeError, match="^something else$"):  # not the planner's: unchanged
+        driver._move("twist", asynchronous=True)
+    assert driver._robot.moves == []

@@ -12,6 +12,7 @@ PREEMPT_RT machine. Tested against franky-sim (``.ci/setup-franky-sim.sh``).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Sequence
 
@@ -23,6 +24,8 @@ from vitabench.robots.driver import RobotError, RobotState
 HOME = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
 JOINT_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
 JOINT_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+#: How franky's RuntimeError starts when its trajectory generator finds no trajectory.
+PLANNER_FAILURE = "Motion planner failed"
 
 
 class FrankaDriver:
@@ -101,11 +104,27 @@ class FrankaDriver:
         )
 
     def _move(self, motion, asynchronous: bool) -> None:
-        try:
-            self.robot.move(motion, asynchronous=asynchronous)
-        except self._franky.ControlException as exc:
-            if self.robot.has_errors:
-                raise RobotError(f"franka at {self.host} reported a control error: {exc}") from None
+        """Send ``motion``; a control error of the robot is the episode's error.
+
+        When franky's trajectory generator finds no trajectory from the measured state ("Motion
+        planner failed with error code -110", Ruckig's; raised by the command after an asynchronous
+        motion aborted, with the arm holding), the motion is sent once more from the state now
+        measured, with a line on stderr; a second failure in a row is the episode's error.
+        """
+        for attempt in (1, 2):
+            try:
+                self.robot.move(motion, asynchronous=asynchronous)
+                return
+            except self._franky.ControlException as exc:
+                if self.robot.has_errors:
+                    raise RobotError(f"franka at {self.host} reported a control error: {exc}") from None
+                return
+            except RuntimeError as exc:
+                if not str(exc).startswith(PLANNER_FAILURE):
+                    raise
+                if attempt == 2:
+                    raise RobotError(f"franka at {self.host}: {exc}, twice in a row") from None
+                print(f"franka at {self.host}: {exc}; the motion is sent again", file=sys.stderr, flush=True)
 
     def move_home(self) -> None:
         self._move(self._franky.JointMotion(self.home.tolist()), asynchronous=False)
