@@ -40,8 +40,7 @@ def read_kind(source: Path) -> str | None:
 
 def ship_weights(source: Path, name: str, into: Path = ROOT / "checkpoints") -> Path:
     """fp16 weights, config, spec, tokenizer and lineage of ``source`` in ``into/name`` (``checkpoints/name``)."""
-    from vitabench.models.checkpoint import WEIGHTS_FILE, load_model, resolve_checkpoint, save_checkpoint
-    from vitabench.models.checkpoint import LINEAGE_FILE, read_lineage
+    from vitabench.models.checkpoint import LINEAGE_FILE, WEIGHTS_FILE, load_model, read_lineage, resolve_checkpoint, save_checkpoint
 
     kind = "teacher" if read_kind(source) == "teacher" else "vita_vla"
     saved = resolve_checkpoint(source, kind)

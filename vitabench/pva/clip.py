@@ -10,6 +10,7 @@ from ``bpe_simple_vocab_16e6.txt.gz`` in the ``open-clip-torch`` wheel (installe
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,7 @@ def load_clip(path: str | Path) -> Clip:
     return Clip(model=model, tokenizer=tokenizer, path=str(path))
 
 
+@functools.lru_cache(maxsize=1)
 def _cache_keyword() -> str:
     """``create_causal_mask``'s name for the KV cache: ``cache`` from transformers 5.25 (which
     deprecates ``past_key_values``, to be removed in 5.40), ``past_key_values`` before."""

@@ -54,10 +54,9 @@ def train_teacher(
     """
     import torch
 
-    from vitabench.models.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+    from vitabench.models.checkpoint import load_model, read_lineage, resolve_checkpoint, save_checkpoint
     from vitabench.models.common import action_loss
     from vitabench.models.teacher import TEACHER_PRESETS, TeacherConfig, TeacherModel
-    from vitabench.models.checkpoint import read_lineage
     from vitabench.training.lineage import stage_record, write_lineage
 
     earlier: list[dict[str, Any]] = []
