@@ -137,6 +137,11 @@ def test_env_exception_and_worker_death_are_episode_errors(tmp_path: Path) -> No
     assert set(errors) == {"faulty/t001/e0001", "faulty/t003/e0001"}
     assert "RuntimeError: simulated simulator failure" in errors["faulty/t001/e0001"]
     assert "died (signal SIGKILL)" in errors["faulty/t003/e0001"]
+    # the worker's traceback is kept, down to the env line that raised; a killed worker has none
+    raised = records["faulty/t001/e0001"].extra["traceback"]
+    assert raised.startswith("Traceback") and raised.endswith("RuntimeError: simulated simulator failure")
+    assert 'faults.py", line' in raised and "in step" in raised and "EnvHost" not in raised.splitlines()[-1]
+    assert "traceback" not in records["faulty/t003/e0001"].extra
     for episode_id, record in records.items():
         if record.status == "error":
             assert record.success is None
@@ -186,6 +191,7 @@ def test_policy_exceptions_are_episode_errors(tmp_path: Path) -> None:
     for record in records.values():  # a failed reset ends that slot's episode only
         if record.worker["slot"] == 1:
             assert record.status == "error" and record.error == "policy reset failed: RuntimeError: cannot start"
+            assert "in reset\n    raise RuntimeError(\"cannot start\")" in record.extra["traceback"]
         else:
             assert record.status == "ok"
     assert any(r.status == "ok" for r in records.values())
@@ -193,6 +199,7 @@ def test_policy_exceptions_are_episode_errors(tmp_path: Path) -> None:
     records = _records(run_evaluation("raising_test", {"where": "act"}, "faulty", out=tmp_path / "act", **kwargs).run_dir)
     assert len(records) == 4
     assert all(r.status == "error" and r.error == "policy act failed: RuntimeError: inference failed" for r in records.values())
+    assert all("in act\n    raise RuntimeError(\"inference failed\")" in r.extra["traceback"] for r in records.values())
 
 
 def test_cli_errored_episodes_exit_3_with_one_line(tmp_path: Path) -> None:
@@ -368,3 +375,19 @@ def test_domain_derives_a_protocol_stamped_on_records(tmp_path: Path) -> None:
     with pytest.raises(VitabenchError, match="unknown domain 'nope'"):
         run_evaluation("zero", {}, "faulty", tasks=[0], domain="nope", out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_long_tracebacks_keep_their_innermost_frames() -> None:
+    from vitabench.runner.worker import TRACEBACK_CHARS, traceback_text
+
+    def fail(detail: str) -> None:
+        raise ValueError(f"{detail} at the bottom")
+
+    with pytest.raises(ValueError) as caught:
+        fail("x" * 2 * TRACEBACK_CHARS)
+    text = traceback_text(caught.value)
+    assert len(text) == TRACEBACK_CHARS + 3 and text.startswith("...") and text.endswith("x at the bottom")
+    with pytest.raises(ValueError) as caught:
+        fail("short")
+    text = traceback_text(caught.value)
+    assert text.startswith("Traceback (most recent call last)") and text.endswith("ValueError: short at the bottom")

@@ -229,6 +229,7 @@ def test_env_exception_actor_death_and_hang_are_episode_errors(cluster: Cluster,
     errors = {e: r.error for e, r in records.items() if r.status == "error"}
     assert set(errors) == {"faulty/t001/e0001", "faulty/t002/e0000", "faulty/t003/e0001"}
     assert errors["faulty/t001/e0001"] == "environment RuntimeError: simulated simulator failure"  # the actor lives on
+    assert records["faulty/t001/e0001"].extra["traceback"].endswith("RuntimeError: simulated simulator failure")  # from the actor
     assert "no step reply within 2 s (step timeout)" in errors["faulty/t002/e0000"]
     died = records["faulty/t003/e0001"]  # its actor SIGKILLed itself mid-episode
     assert re.fullmatch(rf"ray actor pid {died.worker['pid']} on \S+ died \(ActorDiedError: .*\)", died.error)

@@ -144,6 +144,6 @@ def run(
     if errors:
         raise CliError(
             f"{len(errors)} episode(s) errored (first: {errors[0].episode_id}: {errors[0].error}); "
-            f"see {run_dir / 'episodes.jsonl'}, retry with --resume --out {run_dir}",
+            f"see {run_dir / 'episodes.jsonl'} (a raised error's traceback is in its record's extra.traceback), retry with --resume --out {run_dir}",
             exit_code=EXIT_EPISODES_ERRORED,
         )

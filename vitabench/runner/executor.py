@@ -29,7 +29,7 @@ from vitabench.api.policy import ACTION_DIM, Policy, PolicySpec, check_actions
 from vitabench.api.protocol import Protocol
 from vitabench.api.suite import Suite
 from vitabench.runner.video import VideoMode, VideoWriter
-from vitabench.runner.worker import EnvConfig, WorkerDied, WorkerProcess
+from vitabench.runner.worker import EnvConfig, WorkerDied, WorkerProcess, traceback_text
 
 #: Extra seconds a reset may take beyond the step timeout (it may build the environment).
 BUILD_GRACE_S = 300.0
@@ -231,7 +231,7 @@ class LockstepLoop:
             try:
                 self.policy.reset(self.plan.suite.task(episode.task_id), slot=slot, seed=episode.seed)
             except Exception as exc:  # noqa: BLE001 - a policy failure is an episode error
-                self._finish(slot, error=f"policy reset failed: {type(exc).__name__}: {exc}")
+                self._finish(slot, error=f"policy reset failed: {type(exc).__name__}: {exc}", traceback=traceback_text(exc))
                 continue
             config = self.plan.env_config(episode)
             run.video_cameras = config.cameras if run.video else ()
@@ -263,7 +263,9 @@ class LockstepLoop:
         run.pid = self.workers[slot].pid
         return True
 
-    def _finish(self, slot: int, *, success: bool | None = None, error: str | None = None) -> None:
+    def _finish(self, slot: int, *, success: bool | None = None, error: str | None = None, traceback: str | None = None) -> None:
+        """Record the slot's episode: a success or failure, or an ``error`` (with the
+        ``traceback`` of the exception behind it, where there was one, in ``extra``)."""
         run = self.running[slot]
         run.obs, run.awaiting, run.done = None, None, True
         run.actions.clear()
@@ -275,6 +277,8 @@ class LockstepLoop:
         extra = dict(run.extra)
         if error is None:
             extra["state_digest"] = run.digest
+        elif traceback is not None:
+            extra["traceback"] = traceback
         self.sink(
             EpisodeResult(
                 episode=run.episode,
@@ -324,7 +328,7 @@ class LockstepLoop:
         run.awaiting = None
         kind = reply[0]
         if kind == "error":
-            self._finish(slot, error=f"environment {reply[1]}")
+            self._finish(slot, error=f"environment {reply[1]}", traceback=reply[2])
             return
         if kind == "reset":
             _, obs, info, build_s, run.digest = reply
@@ -375,7 +379,7 @@ class LockstepLoop:
                 check_actions(actions, len(slots))  # raises, naming the shape
         except Exception as exc:  # noqa: BLE001 - a policy failure is an episode error
             for slot in slots:
-                self._finish(slot, error=f"policy act failed: {type(exc).__name__}: {exc}")
+                self._finish(slot, error=f"policy act failed: {type(exc).__name__}: {exc}", traceback=traceback_text(exc))
             return
         for row, slot in enumerate(slots):
             try:  # one slot's non-finite action does not end the others' episodes

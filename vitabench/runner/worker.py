@@ -7,7 +7,7 @@ The main process talks to a worker over a pipe with plain tuples:
     ("step", action[7])                            -> ("step", obs, reward, terminated, truncated, info, digest)
     ("chunk", actions[k, 7], observe, cameras)     -> ("chunk", obs, steps, terminated, truncated, info, frames, digest)
     ("close",)                                     -> the worker exits
-    any command that raises                        -> ("error", "ExcType: message")
+    any command that raises                        -> ("error", "ExcType: message", traceback)
 
 ``reset`` passes ``seed`` and ``options={"init_state": ..., "episode": ...}`` to the env's reset
 (``episode``: the episode's index within its task, 0 when absent; LIBERO's fixture placement
@@ -42,6 +42,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,17 @@ class EnvConfig:
 
 def _plain_info(info: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in info.items() if isinstance(v, _INFO_TYPES)}
+
+
+#: Most characters of a traceback an errored episode's record keeps (its innermost frames).
+TRACEBACK_CHARS = 4000
+
+
+def traceback_text(exc: BaseException) -> str:
+    """``exc``'s formatted traceback, cut to its last :data:`TRACEBACK_CHARS` characters, for
+    an errored episode's record (``extra["traceback"]``): where the failure came from."""
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    return text if len(text) <= TRACEBACK_CHARS else "..." + text[-TRACEBACK_CHARS:]
 
 
 def _new_digest() -> Any:
@@ -134,7 +146,7 @@ class EnvHost:
                 self.close()
             except Exception:  # noqa: BLE001 - the env is being dropped anyway
                 pass
-            return ("error", f"{type(exc).__name__}: {exc}")
+            return ("error", f"{type(exc).__name__}: {exc}", traceback_text(exc))
 
     def _chunk(self, actions: np.ndarray, observe: bool, cameras: tuple[str, ...]) -> tuple:
         """Run ``actions`` until the episode ends; observe only after the last one (see the module doc)."""
