@@ -77,3 +77,25 @@ def test_paired_counts_use_shared_episodes_only() -> None:
     assert (counts.both, counts.only_first, counts.only_second, counts.neither) == (1, 1, 1, 1)
     assert counts.n == 4
     assert counts.rate_first == counts.rate_second == 0.5
+
+
+def test_holm_adjustment_by_hand_and_against_its_definition() -> None:
+    from vitabench.stats import holm_adjusted
+
+    adjusted = holm_adjusted([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+    assert holm_adjusted([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm_adjusted([]) == [] and holm_adjusted([0.02]) == [0.02]
+    # The closed-testing definition: a hypothesis is rejected at alpha exactly when Holm's
+    # adjusted p is below alpha, i.e. when every ordered prefix clears alpha / (m - rank).
+    p_values = [0.001, 0.012, 0.013, 0.04, 0.2]
+    for alpha in (0.01, 0.05, 0.1):
+        order = sorted(range(len(p_values)), key=p_values.__getitem__)
+        rejected: set[int] = set()
+        for rank, index in enumerate(order):
+            if p_values[index] >= alpha / (len(p_values) - rank):
+                break
+            rejected.add(index)
+        assert {i for i, p in enumerate(holm_adjusted(p_values)) if p < alpha} == rejected
+    with pytest.raises(ValueError, match="must lie in"):
+        holm_adjusted([0.1, 1.5])

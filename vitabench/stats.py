@@ -1,4 +1,5 @@
-"""The statistics of success rates: Wilson intervals and the exact McNemar test.
+"""The statistics of success rates: Wilson intervals, the exact McNemar test and Holm's
+adjustment for several tests at once.
 
 Pure Python (``math`` only) so the runner's end-of-run summary can import it cheaply.
 """
@@ -104,3 +105,22 @@ def paired_counts(first: dict[str, bool], second: dict[str, bool]) -> PairedCoun
     only_first = sum(1 for e in shared if first[e] and not second[e])
     only_second = sum(1 for e in shared if second[e] and not first[e])
     return PairedCounts(both, only_first, only_second, len(shared) - both - only_first - only_second)
+
+
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (one family of tests; NaN entries are not
+    tests and stay NaN): rejecting where the adjusted value is below alpha keeps the chance of
+    any false rejection in the family at most alpha.
+
+    The i-th smallest of m p-values becomes ``max over j <= i of min(1, (m - j + 1) * p_(j))``.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    for p, _ in tested:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p-value {p!r}: must lie in [0, 1]")
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[index] = running
+    return adjusted

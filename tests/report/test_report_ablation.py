@@ -77,6 +77,9 @@ runs = ["{other}"]
     assert (flaky_row["ok"], flaky_row["errors"], flaky_row["pairs"], flaky_row["b"], flaky_row["c"]) == (18, 2, 18, 0, 0)
     assert flaky_row["p_value"] == 1.0
     assert "not paired: protocol" in table.loc["paper", "note"]
+    # Holm over the two paired variants: the smaller p doubles, the larger stays (1.0)
+    assert weak["p_holm"] == pytest.approx(2 * weak["p_value"]) and flaky_row["p_holm"] == 1.0
+    assert table["verdict"].to_dict() == {"full": "", "no_state": "lower", "flaky": "no significant difference", "paper": ""}
 
 
 def test_only_missing_variants_are_run(tmp_path) -> None:

@@ -128,4 +128,5 @@ def test_ablate_runs_missing_variants_then_reuses_them(tmp_path) -> None:
         assert config["label"] == variant and len(config["sessions"]) == 1
     again = vitabench("ablate", str(spec), "--out", str(out), "--format", "md")
     assert again.returncode == 0 and "| zero (reference) |" in again.stdout
+    assert "At α = 0.05 (Holm): no significant difference: random." in again.stdout  # 0 of 4 each: b = c = 0
     assert len(RunStore(out / "random" / "libero_object").config()["sessions"]) == 1  # reused, not rerun

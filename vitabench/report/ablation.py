@@ -3,8 +3,10 @@
 A spec names suites and variants; each variant is either existing run directories
 (``runs = [...]``, one per suite) or a policy with its arguments, evaluated into
 ``OUT/<variant>/<suite>`` when that run is missing or incomplete. The table gives each
-variant's success per suite and overall, its delta from the reference variant, and a paired
-two-sided exact McNemar p-value over the episodes both ran to the end (same ``episode_id``).
+variant's success per suite and overall, its delta from the reference variant, a paired
+two-sided exact McNemar p-value over the episodes both ran to the end (same ``episode_id``),
+that p-value Holm-adjusted over the table's paired variants, and the verdict it gives at
+:data:`ALPHA`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import pandas as pd
 
 from vitabench.api.config import read_toml
 from vitabench.report.runs import ReportError, RunInfo, load_episodes, run_info, suite_sort_key
-from vitabench.stats import mcnemar_exact, paired_counts
+from vitabench.stats import holm_adjusted, mcnemar_exact, paired_counts
 from vitabench.report.tables import aggregate
 from vitabench.runner.store import RunStore
 
 _SPEC_KEYS = {"name", "description", "reference", "suites", "tasks", "episodes_per_task", "protocol",
               "max_steps", "workers", "variants"}
 _VARIANT_KEYS = {"name", "policy", "args", "runs", "description"}
+
+#: The family-wise significance level of an ablation table's verdicts (Holm-adjusted p below it).
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,9 @@ def ablation_table(spec: AblationSpec, runs: Mapping[str, list[Path]]) -> pd.Dat
     ``overall:low``, ``overall:high``, ``ok``, ``errors``, ``delta`` (overall rate minus the
     reference's), ``pairs`` (shared episodes ok in both), ``b`` (reference-only successes),
     ``c`` (variant-only successes), ``p_value`` (two-sided; NaN for the reference, or when the
-    protocols differ or no episode is shared), ``note``.
+    protocols differ or no episode is shared), ``p_holm`` (``p_value`` Holm-adjusted over the
+    table's paired variants), ``verdict`` (``higher``/``lower`` when ``p_holm < ALPHA``, else
+    ``no significant difference``; empty when not paired), ``note``.
     """
     names = [v.name for v in spec.variants]
     dirs = [d for name in names for d in runs[name]]
@@ -228,7 +235,20 @@ def ablation_table(spec: AblationSpec, runs: Mapping[str, list[Path]]) -> pd.Dat
         })
         row.update(_paired(name, spec.reference, outcomes, protocols.get(name), reference_protocol))
         rows.append(row)
+    for row, p_holm in zip(rows, holm_adjusted([row["p_value"] for row in rows])):
+        row["p_holm"] = p_holm
+        row["verdict"] = verdict(row["b"], row["c"], p_holm)
     return pd.DataFrame(rows)
+
+
+def verdict(b: float, c: float, p_holm: float) -> str:
+    """``higher``/``lower`` (than the reference) when the adjusted p-value is below
+    :data:`ALPHA`, else ``no significant difference``; empty for a row that is not paired."""
+    if math.isnan(p_holm):
+        return ""
+    if p_holm >= ALPHA:
+        return "no significant difference"
+    return "higher" if c > b else "lower"
 
 
 def row_delta(name: str, reference: str, total: Any, reference_rate: float) -> float:

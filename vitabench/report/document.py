@@ -126,4 +126,5 @@ def render_ablation(spec_path: str | Path, out: str | Path | None = None, fmt: s
     if fmt in ("csv", "json"):
         return render_data({"ablation": table}, fmt)
     title = f"Ablation: {spec.name}" + (f" ({spec.description})" if spec.description else "")
-    return _render_text([ablation_section(table, spec.reference, title)], title, fmt)
+    section = ablation_section(table, spec.reference, f"Each variant against {spec.reference}, on the episodes both ran")
+    return _render_text([section], title, fmt)

@@ -231,10 +231,13 @@ def render_data(frames: dict[str, pd.DataFrame], fmt: str, notes: Sequence[str] 
 
 
 def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section:
-    """The ablation table: success per suite and overall, delta from the reference, paired p-value."""
+    """The ablation table: success per suite and overall, delta from the reference, paired
+    p-value, its Holm adjustment and the verdict; the notes say which differences are significant."""
+    from vitabench.report.ablation import ALPHA
+
     suites = [c for c in table.columns if f"{c}:low" in table.columns and c != "overall"]
     header = ("variant", "protocol", *suites, "overall", "ok", "errors", f"Δ vs {reference} (points)",
-              "pairs", "b / c", "p (exact McNemar)")
+              "pairs", "b / c", "p (exact McNemar)", "p (Holm)", f"verdict (α = {ALPHA:g})")
     rows = []
     for _, r in table.iterrows():
         is_reference = r["variant"] == reference
@@ -247,11 +250,26 @@ def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section
             str(int(r["pairs"])) if paired else "-",
             f"{int(r['b'])} / {int(r['c'])}" if paired else "-",
             f"{r['p_value']:.3g}" if paired else (r["note"] or "-"),
+            f"{r['p_holm']:.3g}" if paired else "-",
+            r["verdict"] if paired else "-",
         ))
+    by_verdict = {v: [str(n) for n in table.loc[table["verdict"] == v, "variant"]]
+                  for v in ("higher", "lower", "no significant difference")}
+    summary = "; ".join(
+        f"{label}: {', '.join(names)}" for label, names in (
+            (f"significantly higher than {reference}", by_verdict["higher"]),
+            (f"significantly lower than {reference}", by_verdict["lower"]),
+            ("no significant difference", by_verdict["no significant difference"]),
+        ) if names
+    )
+    tested = int(table["p_value"].notna().sum())
     notes = (
         DENOMINATOR_NOTE,
         "Δ = the variant's overall success rate minus the reference's. Pairs = episodes with the same id that ran "
         "to the end in both; b = reference-only successes, c = variant-only successes; p = two-sided exact McNemar "
         "(binomial test of b in b + c at 1/2).",
+        f"p (Holm) = p adjusted by Holm's method over the {tested} paired variant{'' if tested == 1 else 's'} of this "
+        f"table, so that the chance of any false 'significant' among them is at most α = {ALPHA:g}; the verdict reads it.",
+        *((f"At α = {ALPHA:g} (Holm): {summary}.",) if summary else ()),
     )
     return Section(title, header, tuple(rows), notes)
