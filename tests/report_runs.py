@@ -30,11 +30,13 @@ def write_run(
     args: dict | None = None,
     label: str | None = None,
     robot: str | None = None,
+    lineage: dict | None = None,
 ) -> Path:
     proto = load_protocol(protocol) if isinstance(protocol, str) else protocol
     suite_obj = get_suite(suite)
     manifest = build_manifest(suite_obj, proto, task_ids=tasks, episodes_per_task=episodes_per_task)
-    policy_record = {"name": policy, "args": dict(args or {}), "checkpoint_hash": None}
+    policy_record = {"name": policy, "args": dict(args or {}), "checkpoint_hash": None,
+                     **({"lineage": lineage} if lineage is not None else {})}
     store = RunStore(out)
     store.create(
         {

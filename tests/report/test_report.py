@@ -86,6 +86,22 @@ def test_different_protocols_are_separate_rows_and_said_so(runs, tmp_path) -> No
     assert len(matrix) == 2 and matrix["protocol"].nunique() == 2
 
 
+def test_students_around_a_random_initialised_vlm_are_named_in_a_note(runs, tmp_path) -> None:
+    from vitabench.models.checkpoint import untrained_backbone
+
+    random_vlm = {"kind": "vita_vla", "backbone": "cpu", "stages": []}
+    student = write_run(tmp_path / "student", "vita_vla", "libero_object", first_k(2), lineage=random_vlm)
+    pretrained = write_run(tmp_path / "pretrained", "vita_vla", "libero_object", first_k(2), label="pretrained",
+                           lineage={**random_vlm, "backbone": "/models/vita15"})
+    notes = [n for n in build_report([runs["good_object"], student, pretrained]).notes if n.startswith("RANDOM-INITIALISED VLM")]
+    assert len(notes) == 1 and "the student(s) vita_vla were distilled" in notes[0] and "backbone `cpu`" in notes[0]
+    assert "pretrained" not in notes[0].split(" were ")[0]
+    assert not any(n.startswith("RANDOM-INITIALISED") for n in build_report([runs["good_object"], pretrained]).notes)
+    # a wrapper (pva) around such a student is flagged through its inner policy's lineage
+    assert untrained_backbone({"name": "pva", "lineage": {"aligner": "ab", "inner": {"lineage": random_vlm}}}) == "cpu"
+    assert untrained_backbone({"name": "teacher", "lineage": {"kind": "teacher", "stages": []}}) is None
+
+
 def test_protocols_table_shows_each_runs_step_limit_real_robot_included(runs, tmp_path) -> None:
     """A real-robot run's limit is its protocol's cap (``max_steps.real``), named by its suite."""
     real = write_run(tmp_path / "real", "zero", "real_five", first_k(1), protocol="real_robot", tasks=(0,),

@@ -8,6 +8,7 @@ import pytest
 
 from report_runs import first_k, write_run
 from vitabench.report.ablation import ablation_table, ensure_runs, load_ablation_spec
+from vitabench.report.render import ablation_section
 from vitabench.report.runs import ReportError
 
 
@@ -47,7 +48,7 @@ def test_table_deltas_and_paired_mcnemar(tmp_path) -> None:
     from scipy.stats import binomtest  # imported where used: scipy.stats costs a collecting process most of a second
 
     reference = write_run(tmp_path / "ref", "full", "libero_object", first_k(8))
-    weaker = write_run(tmp_path / "weak", "no_state", "libero_object", first_k(3))
+    weaker = write_run(tmp_path / "weak", "no_state", "libero_object", first_k(3), lineage={"backbone": "cpu", "stages": []})
     # Errors are left out of the pairs: episode 0 of each task errored in this variant.
     flaky = write_run(tmp_path / "flaky", "flaky", "libero_object", lambda e: None if e.index == 0 else e.index < 8)
     other = write_run(tmp_path / "other", "paper", "libero_object", first_k(8), protocol="vita_vla_paper")
@@ -80,6 +81,10 @@ runs = ["{other}"]
     # Holm over the two paired variants: the smaller p doubles, the larger stays (1.0)
     assert weak["p_holm"] == pytest.approx(2 * weak["p_value"]) and flaky_row["p_holm"] == 1.0
     assert table["verdict"].to_dict() == {"full": "", "no_state": "lower", "flaky": "no significant difference", "paper": ""}
+    assert table["untrained_backbone"].to_dict() == {"full": "", "no_state": "cpu", "flaky": "", "paper": ""}
+    notes = ablation_section(table.reset_index(), "full", "t").notes
+    assert notes[-2] == "At α = 0.05 (Holm): significantly lower than full: no_state; no significant difference: flaky."
+    assert notes[-1].startswith("RANDOM-INITIALISED VLM: the student(s) no_state were distilled")
 
 
 def test_only_missing_variants_are_run(tmp_path) -> None:

@@ -22,6 +22,9 @@ WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "spec.json"
 FORMAT_VERSION = 1
 LINEAGE_FILE = "lineage.json"
+#: ``--backbone`` names whose VLM is built from scratch, with random weights (``tiny``, ``cpu``,
+#: ``small``); any other backbone is a pretrained VLM directory. Reports flag students around them.
+UNTRAINED_BACKBONES = ("tiny", "cpu", "small")
 
 
 class CheckpointError(VitabenchError):
@@ -225,3 +228,13 @@ def read_lineage(directory: str | Path) -> dict[str, Any]:
     if "stages" not in data:
         raise VitabenchError(f"{path} holds no lineage (a JSON object with 'stages')")
     return data
+
+
+def untrained_backbone(policy: Mapping[str, Any]) -> str | None:
+    """The :data:`UNTRAINED_BACKBONES` name a record's ``policy`` (name, args, lineage) was
+    distilled around, looking through wrappers (``lineage.inner``); ``None`` for any other policy."""
+    lineage = policy.get("lineage") or {}
+    if lineage.get("backbone") in UNTRAINED_BACKBONES:
+        return lineage["backbone"]
+    inner = lineage.get("inner")
+    return untrained_backbone(inner) if isinstance(inner, Mapping) else None

@@ -83,8 +83,6 @@ STUDENT_PRESETS: dict[str, StudentConfig] = {
 }
 
 
-#: The VLMs built from scratch (random weights) by name: ``--backbone NAME``, ``preset=NAME``.
-VLM_PRESETS = ("tiny", "cpu", "small")
 
 
 def _vlm_config(preset: str) -> Any:

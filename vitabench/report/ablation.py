@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from vitabench.api.config import read_toml
-from vitabench.report.runs import ReportError, RunInfo, load_episodes, run_info, suite_sort_key
+from vitabench.report.runs import ReportError, RunInfo, load_episodes, run_info, run_untrained_backbone, suite_sort_key
 from vitabench.stats import holm_adjusted, mcnemar_exact, paired_counts
 from vitabench.report.tables import aggregate
 from vitabench.runner.store import RunStore
@@ -200,7 +200,8 @@ def ablation_table(spec: AblationSpec, runs: Mapping[str, list[Path]]) -> pd.Dat
     ``c`` (variant-only successes), ``p_value`` (two-sided; NaN for the reference, or when the
     protocols differ or no episode is shared), ``p_holm`` (``p_value`` Holm-adjusted over the
     table's paired variants), ``verdict`` (``higher``/``lower`` when ``p_holm < ALPHA``, else
-    ``no significant difference``; empty when not paired), ``note``.
+    ``no significant difference``; empty when not paired), ``note``, ``untrained_backbone``
+    (the random-initialised VLM a student variant was distilled around, else empty).
     """
     names = [v.name for v in spec.variants]
     dirs = [d for name in names for d in runs[name]]
@@ -234,6 +235,7 @@ def ablation_table(spec: AblationSpec, runs: Mapping[str, list[Path]]) -> pd.Dat
             "delta": row_delta(name, spec.reference, total, reference_rate),
         })
         row.update(_paired(name, spec.reference, outcomes, protocols.get(name), reference_protocol))
+        row["untrained_backbone"] = next(filter(None, map(run_untrained_backbone, runs[name])), "")
         rows.append(row)
     for row, p_holm in zip(rows, holm_adjusted([row["p_value"] for row in rows])):
         row["p_holm"] = p_holm

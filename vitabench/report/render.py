@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from vitabench.report.published import PublishedTable
+from vitabench.report.runs import untrained_backbone_notes
 from vitabench.report.tables import DENOMINATOR_NOTE, Report
 
 QUOTED_NOTE = (
@@ -271,5 +272,6 @@ def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section
         f"p (Holm) = p adjusted by Holm's method over the {tested} paired variant{'' if tested == 1 else 's'} of this "
         f"table, so that the chance of any false 'significant' among them is at most α = {ALPHA:g}; the verdict reads it.",
         *((f"At α = {ALPHA:g} (Holm): {summary}.",) if summary else ()),
+        *untrained_backbone_notes(dict(zip(table["variant"], table["untrained_backbone"]))),
     )
     return Section(title, header, tuple(rows), notes)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from vitabench.api.errors import VitabenchError
 from vitabench.api.suite import REAL_ROBOT_STEPS_KEY
+from vitabench.models.checkpoint import untrained_backbone
 from vitabench.runner.store import RunStore, records_frame
 
 #: Canonical column order of the LIBERO suites; other suites follow alphabetically.
@@ -189,3 +190,24 @@ def protocols_frame(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     frame["max_steps"] = frame["max_steps"].map(lambda m: json.dumps(m, sort_keys=True))
     frame["runs"] = frame["runs"].map(", ".join)
     return frame
+
+
+def run_untrained_backbone(run_dir: str | Path) -> str | None:
+    """The random-initialised VLM backbone (``cpu``, ...) the run's policy was distilled around,
+    read from its first record's lineage; ``None`` for any other policy or a run without records."""
+    first = next(RunStore(Path(run_dir)).iter_records(), None)
+    return None if first is None else untrained_backbone(first.policy)
+
+
+def untrained_backbone_notes(backbones: Mapping[str, str | None]) -> list[str]:
+    """One note naming the rows (label -> backbone, ``None`` for none) whose student has a
+    random-initialised VLM, and what that means for reading them; none when no row has one."""
+    flagged = {label: backbone for label, backbone in backbones.items() if backbone}
+    if not flagged:
+        return []
+    names = ", ".join(f"`{b}`" for b in sorted(set(flagged.values())))
+    return [
+        f"RANDOM-INITIALISED VLM: the student(s) {', '.join(flagged)} were distilled into a VLM built from scratch "
+        f"(backbone {names}; no pretrained weights). A pretrained VLM (the paper's VITA-1.5, on a GPU) brings vision and language "
+        "knowledge these lack: read their rates as the method's mechanics at this scale, not as the paper's setting."
+    ]

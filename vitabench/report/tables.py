@@ -14,7 +14,9 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from vitabench.report.runs import completeness_notes, load_episodes, protocols_frame, suite_sort_key
+from vitabench.report.runs import (
+    completeness_notes, load_episodes, protocols_frame, run_untrained_backbone, suite_sort_key, untrained_backbone_notes,
+)
 from vitabench.stats import wilson_interval
 
 DENOMINATOR_NOTE = (
@@ -169,7 +171,12 @@ def build_report(run_dirs: Sequence[str | Path]) -> Report:
     suites = suite_table(episodes)
     overall = overall_table(episodes, suites)
     matrix = matrix_table(episodes, suites, overall)
-    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix), *completeness_notes(run_dirs, episodes)]
+    labels = episodes.groupby("run_dir", sort=False)["label"].first()
+    backbones: dict[str, str | None] = {}
+    for run_dir, label in labels.items():
+        backbones[label] = backbones.get(label) or run_untrained_backbone(run_dir)
+    notes = [DENOMINATOR_NOTE, *protocol_notes(matrix), *completeness_notes(run_dirs, episodes),
+             *untrained_backbone_notes(backbones)]
     if int(matrix["errors"].sum()):
         notes.append(f"{int(matrix['errors'].sum())} episode(s) errored; see the 'errors' counts.")
     return Report(

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from vitabench.report.runs import ReportError, default_label
+from vitabench.models.checkpoint import untrained_backbone
+from vitabench.report.runs import ReportError, default_label, untrained_backbone_notes
 from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 from vitabench.runner.store import RunStore
 
@@ -30,11 +31,13 @@ SETS = ("canonical", "seen", "unseen")
 class TransferTable:
     """``cells``: one row per (policy, aligner, domain); ``summary``: one row per (policy, aligner);
     ``aligner_effect``: one row per (policy, aligner, domain set), paired with the policy's runs
-    without an aligner (empty when no policy has both)."""
+    without an aligner (empty when no policy has both); ``notes``: what must be read with them
+    (a student with a random-initialised VLM)."""
 
     cells: pd.DataFrame
     summary: pd.DataFrame
     aligner_effect: pd.DataFrame
+    notes: tuple[str, ...] = ()
 
 
 def _policy_and_aligner(config: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -71,6 +74,7 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
     """Success per policy x aligner x domain, and per domain set with the drop from canonical."""
     rows = []
     outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}  # (policy, aligner, set) -> episode -> success
+    backbones: dict[str, str | None] = {}  # policy -> the random-initialised VLM it was distilled around
     for run_dir in run_dirs:
         store = RunStore(Path(run_dir))
         if not store.exists():
@@ -80,6 +84,7 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
         by_domain: dict[tuple[str, str], list] = {}  # a domain-set run holds several
         for record in store.records():
             by_domain.setdefault(_domain(record.domain), []).append(record)
+            backbones[policy] = backbones.get(policy) or untrained_backbone(record.policy)
         for (domain_set, domain), records in by_domain.items():
             ok = [r for r in records if r.status == "ok"]
             paired = outcomes.setdefault((policy, aligner or "none", domain_set), {})
@@ -113,7 +118,8 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
                 row.update({f"{name}_drop": math.nan, f"{name}_drop_low": math.nan, f"{name}_drop_high": math.nan})
         row["errors"] = int(group["errors"].sum())
         summary_rows.append(row)
-    return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows), aligner_effect=_aligner_effect(outcomes))
+    return TransferTable(cells=cells, summary=pd.DataFrame(summary_rows), aligner_effect=_aligner_effect(outcomes),
+                         notes=tuple(untrained_backbone_notes(backbones)))
 
 
 def _episode_key(domain: str, record: Any) -> str:
@@ -170,7 +176,8 @@ def render_transfer(table: TransferTable, fmt: str = "md") -> str:
     """Markdown (``md``), ``csv`` or ``json`` of the summary, then (md) the per-domain cells."""
     if fmt == "json":
         return json.dumps({"summary": table.summary.to_dict("records"), "cells": table.cells.to_dict("records"),
-                           "aligner_effect": table.aligner_effect.to_dict("records")}, indent=2, default=str)
+                           "aligner_effect": table.aligner_effect.to_dict("records"), "notes": list(table.notes)},
+                          indent=2, default=str)
     if fmt == "csv":
         return table.summary.to_csv(index=False)
     if fmt != "md":
@@ -196,4 +203,6 @@ def render_transfer(table: TransferTable, fmt: str = "md") -> str:
                 f"| {r['policy']} | {r['aligner']} | {r['set']} | {r['pairs']} | {100 * r['rate_without']:.0f}% | "
                 f"{100 * r['rate_with']:.0f}% | {100 * r['difference']:+.0f} pp | {r['b']} / {r['c']} | {r['p']:.3g} |"
             )
+    if table.notes:
+        lines += ["", *(f"> {note}" for note in table.notes)]
     return "\n".join(lines) + "\n"

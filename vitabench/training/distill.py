@@ -70,7 +70,8 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
     representation and normalisation statistics."""
     import torch
 
-    from vitabench.models.student import VLM_PRESETS, StudentConfig, StudentModel
+    from vitabench.models.checkpoint import UNTRAINED_BACKBONES
+    from vitabench.models.student import StudentConfig, StudentModel
 
     config = StudentConfig(
         cameras=teacher.config.cameras,
@@ -85,13 +86,13 @@ def build_student(teacher: Any, backbone: str, options: StudentOptions, seed: in
         normalize=teacher.config.normalize,
     )
     torch.manual_seed(seed)
-    if backbone in VLM_PRESETS:
+    if backbone in UNTRAINED_BACKBONES:
         student = StudentModel.build(config, None, backbone)
     elif Path(backbone).is_dir():
         student = StudentModel.build(config, backbone)
     else:
         raise VitabenchError(
-            f"--backbone {backbone!r}; accepted: {', '.join(VLM_PRESETS)} (an untrained VLM) or a local transformers VLM directory")
+            f"--backbone {backbone!r}; accepted: {', '.join(UNTRAINED_BACKBONES)} (an untrained VLM) or a local transformers VLM directory")
     student.action_decoder.load_state_dict(teacher.action_decoder.state_dict())
     if config.normalize:
         student.state_mean.copy_(teacher.state_mean)
