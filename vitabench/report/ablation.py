@@ -30,6 +30,8 @@ _VARIANT_KEYS = {"name", "policy", "args", "runs", "description"}
 
 #: The family-wise significance level of an ablation table's verdicts (Holm-adjusted p below it).
 ALPHA = 0.05
+#: A paired row's verdict against the reference: significantly higher, lower, or neither.
+HIGHER, LOWER, NOT_SIGNIFICANT = "higher", "lower", "no significant difference"
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,8 @@ def verdict(b: float, c: float, p_holm: float) -> str:
     if math.isnan(p_holm):
         return ""
     if p_holm >= ALPHA:
-        return "no significant difference"
-    return "higher" if c > b else "lower"
+        return NOT_SIGNIFICANT
+    return HIGHER if c > b else LOWER
 
 
 def row_delta(name: str, reference: str, total: Any, reference_rate: float) -> float:

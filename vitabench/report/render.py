@@ -14,6 +14,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from vitabench.report.ablation import ALPHA, HIGHER, LOWER, NOT_SIGNIFICANT
 from vitabench.report.published import PublishedTable
 from vitabench.report.runs import untrained_backbone_notes
 from vitabench.report.tables import DENOMINATOR_NOTE, Report
@@ -234,8 +235,6 @@ def render_data(frames: dict[str, pd.DataFrame], fmt: str, notes: Sequence[str] 
 def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section:
     """The ablation table: success per suite and overall, delta from the reference, paired
     p-value, its Holm adjustment and the verdict; the notes say which differences are significant."""
-    from vitabench.report.ablation import ALPHA
-
     suites = [c for c in table.columns if f"{c}:low" in table.columns and c != "overall"]
     header = ("variant", "protocol", *suites, "overall", "ok", "errors", f"Δ vs {reference} (points)",
               "pairs", "b / c", "p (exact McNemar)", "p (Holm)", f"verdict (α = {ALPHA:g})")
@@ -254,14 +253,11 @@ def ablation_section(table: pd.DataFrame, reference: str, title: str) -> Section
             f"{r['p_holm']:.3g}" if paired else "-",
             r["verdict"] if paired else "-",
         ))
-    by_verdict = {v: [str(n) for n in table.loc[table["verdict"] == v, "variant"]]
-                  for v in ("higher", "lower", "no significant difference")}
+    groups = ((HIGHER, f"significantly higher than {reference}"), (LOWER, f"significantly lower than {reference}"),
+              (NOT_SIGNIFICANT, NOT_SIGNIFICANT))
     summary = "; ".join(
-        f"{label}: {', '.join(names)}" for label, names in (
-            (f"significantly higher than {reference}", by_verdict["higher"]),
-            (f"significantly lower than {reference}", by_verdict["lower"]),
-            ("no significant difference", by_verdict["no significant difference"]),
-        ) if names
+        f"{label}: {', '.join(map(str, names))}" for verdict, label in groups
+        if len(names := list(table.loc[table["verdict"] == verdict, "variant"]))
     )
     tested = int(table["p_value"].notna().sum())
     notes = (

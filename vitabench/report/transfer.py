@@ -19,8 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from vitabench.models.checkpoint import untrained_backbone
-from vitabench.report.runs import ReportError, default_label, untrained_backbone_notes
+from vitabench.report.runs import ReportError, default_label, run_untrained_backbone, untrained_backbone_notes
 from vitabench.stats import mcnemar_exact, paired_counts, wilson_interval
 from vitabench.runner.store import RunStore
 
@@ -84,7 +83,7 @@ def transfer_table(run_dirs: Iterable[str | Path]) -> TransferTable:
         by_domain: dict[tuple[str, str], list] = {}  # a domain-set run holds several
         for record in store.records():
             by_domain.setdefault(_domain(record.domain), []).append(record)
-            backbones[policy] = backbones.get(policy) or untrained_backbone(record.policy)
+        backbones[policy] = backbones.get(policy) or run_untrained_backbone(run_dir)
         for (domain_set, domain), records in by_domain.items():
             ok = [r for r in records if r.status == "ok"]
             paired = outcomes.setdefault((policy, aligner or "none", domain_set), {})
